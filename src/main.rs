@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod fetch;
+
 #[derive(Parser)]
 #[command(name = "funmatch", version, about = "Distil BiT teachers into compact students by function matching")]
 struct Cli {
@@ -13,12 +15,17 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Fetch a model from the Hugging Face Hub into the shared cache and print its folder.
+    Fetch(fetch::FetchArgs),
+}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let result: anyhow::Result<()> = match cli.command {};
+    let result: anyhow::Result<()> = match cli.command {
+        Command::Fetch(args) => fetch::run(args),
+    };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

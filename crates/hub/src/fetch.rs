@@ -237,7 +237,10 @@ impl<'a> Session<'a> {
     fn offline_snapshot(&self, revision: &str, files: &FileSelection) -> Result<PathBuf> {
         let wanted = match files {
             FileSelection::Files(names) => names.clone(),
-            _ => Vec::new(),
+            FileSelection::Model => {
+                crate::model::MODEL_FILES_HINT.iter().map(|s| s.to_string()).collect()
+            }
+            FileSelection::All => Vec::new(),
         };
         let commit = self.offline_commit(revision, &wanted)?;
         let snapshot = self.cache.snapshot_dir(&commit);

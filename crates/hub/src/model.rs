@@ -24,6 +24,12 @@ const SAFETENSORS: &str = "model.safetensors";
 const SAFETENSORS_INDEX: &str = "model.safetensors.index.json";
 const PICKLE_SUFFIXES: &[&str] = &[".bin", ".pth", ".pt", ".ckpt", ".pkl", ".pickle"];
 
+/// What a model needs, for messages when not even the revision is cached.
+pub(crate) const MODEL_FILES_HINT: &[&str] = &[
+    "config.json (if the repository has one)",
+    "model.safetensors (or model.safetensors.index.json with its shards, or a BiT .npz)",
+];
+
 /// How many other revisions are listed while looking for a safetensors alternative.
 const MAX_ALTERNATIVES_CHECKED: usize = 10;
 
