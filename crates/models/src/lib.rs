@@ -1,1 +1,24 @@
-//! placeholder
+//! BiT ResNet-v2 models for funmatch: the architecture exactly as timm builds it, a registry
+//! of named sizes plus a configurable family for CPU-scale students and teachers, weight
+//! import from timm / transformers / Google `.npz`, and the differentiable ops candle lacks.
+//!
+//! Errors and panics: anything a file or a user can cause (a missing tensor, a wrong shape,
+//! bad JSON) returns a [`ModelError`] naming the file and the tensor or key. Panics are kept
+//! for broken invariants of this crate only.
+
+pub mod config;
+pub mod error;
+pub mod ops;
+pub mod resnetv2;
+pub mod weights;
+
+pub use config::{
+    find_arch, Arch, BitConfig, Interpolation, Padding, PretrainedCfg, StemKind, ARCHITECTURES,
+};
+pub use error::{Mismatch, ModelError};
+pub use resnetv2::{
+    init_params, param_specs, trainable, Mode, ParamKind, ParamSpec, Params, ResNetV2,
+};
+pub use weights::{
+    check_params, infer_config, load_model, read_safetensors, LoadedModel, WeightFormat,
+};

@@ -1,0 +1,218 @@
+//! Architecture settings, preprocessing settings, and the registry of named architectures.
+
+use serde::{Deserialize, Serialize};
+
+/// How the network turns the image into the first feature map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StemKind {
+    /// BiT's stem: 7×7 stride-2 conv, zero padding of 1, 3×3 stride-2 max-pool (÷4 in size).
+    Bit,
+    /// For 28–64 px inputs: a 3×3 stride-1 conv and no pooling. timm cannot express it.
+    Small,
+}
+
+/// How convolutions (and the stem pool) pad their input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Padding {
+    /// timm's fixed symmetric padding `((stride − 1) + (k − 1)) / 2` on every side.
+    Symmetric,
+    /// TensorFlow's "SAME": computed from the input size, the odd pixel going bottom/right.
+    /// transformers uses it when its config says `global_padding = "SAME"`.
+    Same,
+}
+
+/// The shape of a BiT ResNet-v2 (pre-activation, weight-standardized, GroupNorm).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BitConfig {
+    /// Bottleneck blocks per stage; `[3, 4, 6, 3]` for a ResNet-50.
+    pub layers: Vec<usize>,
+    /// Output channels of each stage (already multiplied by the width factor).
+    pub channels: Vec<usize>,
+    /// Output channels of the stem convolution.
+    pub stem_width: usize,
+    pub stem: StemKind,
+    pub num_classes: usize,
+    pub in_chans: usize,
+    pub padding: Padding,
+    /// Zeros added on every side of the stem output before its pool (timm's BiT: 1;
+    /// transformers with `global_padding = "SAME"`: 0).
+    pub stem_pool_pad: usize,
+    /// Whether the stem pool also pads dynamically ("SAME", with zeros), as transformers does
+    /// with `embedding_dynamic_padding`.
+    pub stem_pool_same: bool,
+    /// Bottleneck width as a fraction of the stage output (BiT: 1/4).
+    pub bottle_ratio: f64,
+    /// GroupNorm groups (BiT: 32).
+    pub groups: usize,
+    /// GroupNorm epsilon (BiT: 1e-5).
+    pub gn_eps: f64,
+    /// Weight-standardization epsilon (timm's BiT: 1e-8).
+    pub ws_eps: f64,
+}
+
+impl BitConfig {
+    /// BiT as timm builds it: `layers` per stage, channels and stem scaled by `width_factor`.
+    pub fn bit(layers: &[usize], width_factor: usize, num_classes: usize) -> Self {
+        let channels = [256, 512, 1024, 2048].iter().map(|c| make_divisible(c * width_factor));
+        Self {
+            layers: layers.to_vec(),
+            channels: channels.collect(),
+            stem_width: make_divisible(64 * width_factor),
+            stem: StemKind::Bit,
+            num_classes,
+            in_chans: 3,
+            padding: Padding::Symmetric,
+            stem_pool_pad: 1,
+            stem_pool_same: false,
+            bottle_ratio: 0.25,
+            groups: 32,
+            gn_eps: 1e-5,
+            ws_eps: 1e-8,
+        }
+    }
+
+    /// Middle (bottleneck) width of a stage.
+    pub fn mid_channels(&self, stage: usize) -> usize {
+        make_divisible((self.channels[stage] as f64 * self.bottle_ratio).round() as usize)
+    }
+
+    /// Width of the pooled features that feed the classifier.
+    pub fn num_features(&self) -> usize {
+        self.channels.last().copied().unwrap_or(self.stem_width)
+    }
+
+    /// Checks the invariants the model relies on; the message names the offending field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.layers.is_empty() || self.layers.len() != self.channels.len() {
+            return Err(format!(
+                "layers {:?} and channels {:?} must be non-empty and of equal length",
+                self.layers, self.channels
+            ));
+        }
+        if self.layers.contains(&0) {
+            return Err(format!(
+                "every stage needs at least one block, layers = {:?}",
+                self.layers
+            ));
+        }
+        let widths =
+            (0..self.channels.len()).flat_map(|s| [self.channels[s], self.mid_channels(s)]);
+        for width in widths.chain([self.stem_width]) {
+            if self.groups == 0 || width % self.groups != 0 {
+                return Err(format!(
+                    "width {width} does not split into {} GroupNorm groups",
+                    self.groups
+                ));
+            }
+        }
+        if self.num_classes == 0 || self.in_chans == 0 {
+            return Err("num_classes and in_chans must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// timm's channel rounding: to a multiple of 8, never more than 10 % below the request.
+pub fn make_divisible(v: usize) -> usize {
+    let divisor = 8;
+    let rounded = ((v + divisor / 2) / divisor * divisor).max(divisor);
+    if (rounded as f64) < 0.9 * v as f64 {
+        rounded + divisor
+    } else {
+        rounded
+    }
+}
+
+/// Resampling filter for resizing images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    Bilinear,
+    Bicubic,
+}
+
+/// Evaluation preprocessing, with timm's `pretrained_cfg` field names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainedCfg {
+    /// `[channels, height, width]`.
+    pub input_size: [usize; 3],
+    pub interpolation: Interpolation,
+    /// The eval view resizes the short side to `size / crop_pct`, then centre-crops.
+    pub crop_pct: f64,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Default for PretrainedCfg {
+    /// BiT's: 224 px, bicubic, crop_pct 0.875, pixels to [−1, 1].
+    fn default() -> Self {
+        Self {
+            input_size: [3, 224, 224],
+            interpolation: Interpolation::Bicubic,
+            crop_pct: 0.875,
+            mean: [0.5; 3],
+            std: [0.5; 3],
+        }
+    }
+}
+
+/// A named architecture of the registry.
+#[derive(Debug, Clone, Copy)]
+pub struct Arch {
+    /// timm's name, e.g. `resnetv2_50x1_bit`.
+    pub name: &'static str,
+    pub layers: &'static [usize],
+    pub width_factor: usize,
+}
+
+const R50: &[usize] = &[3, 4, 6, 3];
+const R101: &[usize] = &[3, 4, 23, 3];
+const R152: &[usize] = &[3, 8, 36, 3];
+
+/// The BiT ResNet-v2 architectures timm registers, by timm's names.
+pub const ARCHITECTURES: &[Arch] = &[
+    Arch { name: "resnetv2_50x1_bit", layers: R50, width_factor: 1 },
+    Arch { name: "resnetv2_50x3_bit", layers: R50, width_factor: 3 },
+    Arch { name: "resnetv2_101x1_bit", layers: R101, width_factor: 1 },
+    Arch { name: "resnetv2_101x3_bit", layers: R101, width_factor: 3 },
+    Arch { name: "resnetv2_152x2_bit", layers: R152, width_factor: 2 },
+    Arch { name: "resnetv2_152x4_bit", layers: R152, width_factor: 4 },
+];
+
+/// Looks up a registered architecture by timm's name.
+pub fn find_arch(name: &str) -> Option<&'static Arch> {
+    ARCHITECTURES.iter().find(|a| a.name == name)
+}
+
+impl Arch {
+    /// The architecture's configuration for `num_classes` outputs.
+    pub fn config(&self, num_classes: usize) -> BitConfig {
+        BitConfig::bit(self.layers, self.width_factor, num_classes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_widths_match_timm() {
+        let r152x2 = find_arch("resnetv2_152x2_bit").unwrap().config(1000);
+        assert_eq!(r152x2.channels, vec![512, 1024, 2048, 4096]);
+        assert_eq!(r152x2.stem_width, 128);
+        assert_eq!(r152x2.mid_channels(0), 128);
+        for arch in ARCHITECTURES {
+            arch.config(1000).validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn make_divisible_rounds_like_timm() {
+        assert_eq!(make_divisible(64), 64);
+        assert_eq!(make_divisible(12), 16);
+        assert_eq!(make_divisible(3), 8);
+        assert_eq!(make_divisible(100), 104);
+    }
+}
