@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod error;
+pub mod folder;
 pub mod ops;
 pub mod resnetv2;
 pub mod weights;
@@ -16,6 +17,7 @@ pub use config::{
     find_arch, Arch, BitConfig, Interpolation, Padding, PretrainedCfg, StemKind, ARCHITECTURES,
 };
 pub use error::{Mismatch, ModelError};
+pub use folder::{config_json, save_model_folder, timm_equivalent};
 pub use resnetv2::{
     init_params, param_specs, trainable, Mode, ParamKind, ParamSpec, Params, ResNetV2,
 };

@@ -338,20 +338,15 @@ fn apply_config_json(
 
     if let Some(arch) = json.get("architecture").and_then(Value::as_str) {
         // timm: a registered name with optional model_args, or our own custom variants.
-        if find_arch(arch).is_none() && !arch.starts_with("resnetv2_") {
+        if find_arch(arch).is_none()
+            && !arch.starts_with("resnetv2_")
+            && arch != "funmatch_resnetv2"
+        {
             return Err(bad(format!("architecture {arch:?} is not a BiT ResNet-v2")));
         }
-        if let Some(stem) = json.pointer("/funmatch/stem").and_then(Value::as_str) {
-            cfg.stem = match stem {
-                "bit" => StemKind::Bit,
-                "small" => StemKind::Small,
-                other => {
-                    return Err(bad(format!(
-                        "funmatch.stem is {other:?}, expected \"bit\" or \"small\""
-                    )))
-                }
-            };
-        }
+    }
+    if let Some(block) = json.get("funmatch") {
+        apply_funmatch_block(block, cfg).map_err(bad)?;
     }
     if json.get("model_type").and_then(Value::as_str) == Some("bit") {
         let layer_type = json.get("layer_type").and_then(Value::as_str).unwrap_or("preactivation");
@@ -408,6 +403,47 @@ fn apply_config_json(
                 })?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Our own `funmatch` block: the structure settings timm's fields cannot carry.
+fn apply_funmatch_block(block: &Value, cfg: &mut BitConfig) -> Result<(), String> {
+    let text = |key: &str| block.get(key).and_then(Value::as_str);
+    if let Some(stem) = text("stem") {
+        cfg.stem = match stem {
+            "bit" => StemKind::Bit,
+            "small" => StemKind::Small,
+            other => {
+                return Err(format!("funmatch.stem is {other:?}, expected \"bit\" or \"small\""))
+            }
+        };
+    }
+    if let Some(padding) = text("padding") {
+        cfg.padding = match padding {
+            "symmetric" => Padding::Symmetric,
+            "same" => Padding::Same,
+            other => {
+                return Err(format!(
+                    "funmatch.padding is {other:?}, expected \"symmetric\" or \"same\""
+                ))
+            }
+        };
+    }
+    if let Some(v) = block.get("stem_pool_pad").and_then(Value::as_u64) {
+        cfg.stem_pool_pad = v as usize;
+    }
+    if let Some(v) = block.get("stem_pool_same").and_then(Value::as_bool) {
+        cfg.stem_pool_same = v;
+    }
+    if let Some(v) = block.get("groups").and_then(Value::as_u64) {
+        cfg.groups = v as usize;
+    }
+    if let Some(v) = block.get("gn_eps").and_then(Value::as_f64) {
+        cfg.gn_eps = v;
+    }
+    if let Some(v) = block.get("ws_eps").and_then(Value::as_f64) {
+        cfg.ws_eps = v;
     }
     Ok(())
 }
