@@ -249,6 +249,20 @@ pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
 }
 
+/// Marks the cache root with a `CACHEDIR.TAG` (the standard backup tools honour, which
+/// huggingface_hub writes too), if it has none.
+pub(crate) fn tag_cache_dir(root: &Path) {
+    let tag = root.join("CACHEDIR.TAG");
+    if tag.exists() {
+        return;
+    }
+    let text = "Signature: 8a477f597d28d172789f06886806bc55\n\
+                # This is a Hugging Face Hub cache (written by funmatch); it can be re-fetched.\n";
+    if let Err(err) = write_atomically(&tag, text.as_bytes()) {
+        tracing::debug!(%err, "cannot tag the cache folder");
+    }
+}
+
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {

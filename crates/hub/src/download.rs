@@ -87,6 +87,7 @@ pub(crate) fn ensure_blob(
     }
     let blobs = blob.parent().expect("a blob path has a folder");
     fs::create_dir_all(blobs).map_err(|e| HubError::io("create folder", blobs, e))?;
+    crate::cache::tag_cache_dir(cache.root());
 
     tracing::debug!(file, etag = %meta.etag, "waiting for the download lock");
     let _lock = FileLock::acquire(&cache.lock_path(&meta.etag))?;

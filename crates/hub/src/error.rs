@@ -90,14 +90,16 @@ pub enum HubError {
 
     /// Offline mode and the cache lacks what is needed.
     #[error(
-        "offline (HF_HUB_OFFLINE is set) and the cache {cache} lacks {what} of {repo}@{revision}: {}",
+        "offline (HF_HUB_OFFLINE is set) and {repo}@{revision} is not complete in the cache \
+         {cache}{note}; missing: {}",
         .missing.join(", ")
     )]
     OfflineMissing {
         repo: String,
         revision: String,
         cache: PathBuf,
-        what: String,
+        /// Why, when more can be said (for example that the revision was never fetched).
+        note: String,
         missing: Vec<String>,
     },
 

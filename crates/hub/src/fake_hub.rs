@@ -4,7 +4,7 @@
 //! does: `HEAD`/`GET /{repo}/resolve/{revision}/{file}` with `X-Repo-Commit`, `ETag` (git
 //! sha1 of small files), and for LFS files a 302 to the CDN host with `X-Linked-Etag`
 //! (sha256) and `X-Linked-Size`; the CDN serves `Range` requests with 206 and
-//! `Content-Range`; `GET /api/models/{repo}/revision/{revision}` and `.../refs` return the
+//! `Content-Range`; `GET /api/models/{repo}/revision/{revision}`, `.../refs` and `.../tree/{revision}` return the
 //! real endpoints' JSON shapes; errors carry `X-Error-Code` (`RepoNotFound`,
 //! `RevisionNotFound`, `EntryNotFound`, `GatedRepo`).
 //!
@@ -417,6 +417,7 @@ fn hub_reply(state: &mut State, request: &Recorded, cdn: &str) -> Reply {
                 revision_reply(state, request, &repo, &percent_decode(rev), query)
             }
             ("refs", None) => refs_reply(state, request, &repo),
+            ("tree", Some(rev)) => tree_reply(state, request, &repo, &percent_decode(rev)),
             _ => Reply::error(404, "", "Not found"),
         };
     }
@@ -491,6 +492,40 @@ fn revision_reply(state: &State, request: &Recorded, repo: &str, rev: &str, quer
         "tags": [],
         "siblings": siblings,
     }))
+}
+
+/// `GET /api/models/{repo}/tree/{revision}?recursive=true`: what Python's
+/// `snapshot_download` lists (always recursive here, in one page).
+fn tree_reply(state: &State, request: &Recorded, repo: &str, rev: &str) -> Reply {
+    let (r, commit) = match find(state, request, repo, rev) {
+        Ok(found) => found,
+        Err(reply) => return reply,
+    };
+    let mut entries = Vec::new();
+    let mut dirs: Vec<String> = Vec::new();
+    for f in &r.commits[&commit] {
+        let mut parts: Vec<&str> = f.name.split('/').collect();
+        parts.pop();
+        for depth in 1..=parts.len() {
+            let dir = parts[..depth].join("/");
+            if !dirs.contains(&dir) {
+                entries.push(serde_json::json!({
+                    "type": "directory", "oid": git_sha1_hex(dir.as_bytes()), "size": 0, "path": dir
+                }));
+                dirs.push(dir);
+            }
+        }
+        let mut entry = serde_json::json!({
+            "type": "file", "oid": git_sha1_hex(&f.bytes), "size": f.bytes.len(), "path": f.name
+        });
+        if f.lfs {
+            entry["lfs"] = serde_json::json!({
+                "oid": sha256_hex(&f.bytes), "size": f.bytes.len(), "pointerSize": 134
+            });
+        }
+        entries.push(entry);
+    }
+    Reply::json(serde_json::Value::Array(entries))
 }
 
 fn refs_reply(state: &State, request: &Recorded, repo: &str) -> Reply {

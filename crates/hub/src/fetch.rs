@@ -45,10 +45,18 @@ pub fn fetch(
         FileSelection::All => listing.siblings.iter().map(|s| s.rfilename.clone()).collect(),
         FileSelection::Files(names) => names.clone(),
     };
-    session.fetch_at_commit(&listing.sha, &names)?;
-    if *files == FileSelection::Model {
-        crate::model::finish_online(&session, &listing.sha, &names)?;
-    }
+    let fetched = session.fetch_at_commit(&listing.sha, &names).and_then(|()| match files {
+        FileSelection::Model => crate::model::finish_online(&session, &listing.sha, &names),
+        _ => Ok(()),
+    });
+    // Files were fetched at the listed commit; name the revision the user asked for.
+    fetched.map_err(|err| match err {
+        HubError::EntryNotFound { repo, file, commit, .. } => {
+            let revision = format!("{revision} (commit {})", listing.sha);
+            HubError::EntryNotFound { repo, revision, file, commit }
+        }
+        other => other,
+    })?;
     Ok(session.cache.snapshot_dir(&listing.sha))
 }
 
@@ -198,7 +206,7 @@ impl<'a> Session<'a> {
             repo: self.repo.to_string(),
             revision: revision.to_string(),
             cache: self.cache.root().to_path_buf(),
-            what: "the revision (never fetched), so all of".to_string(),
+            note: " (this revision was never fetched)".to_string(),
             missing: if wanted.is_empty() {
                 vec!["every file".to_string()]
             } else {
@@ -229,7 +237,7 @@ impl<'a> Session<'a> {
             repo: self.repo.to_string(),
             revision: revision.to_string(),
             cache: self.cache.root().to_path_buf(),
-            what: format!("{} of {} files", missing.len(), names.len()),
+            note: String::new(),
             missing,
         })
     }

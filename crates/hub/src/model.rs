@@ -145,7 +145,7 @@ pub(crate) fn check_offline(session: &Session, revision: &str, commit: &str) -> 
                 repo,
                 revision: rev,
                 cache: session.cache.root().to_path_buf(),
-                what: "the weights".to_string(),
+                note: String::new(),
                 missing: vec![format!(
                     "{SAFETENSORS} (or {SAFETENSORS_INDEX} with its shards, or a BiT .npz)"
                 )],

@@ -77,6 +77,8 @@ fn a_fetched_model_has_the_huggingface_hub_cache_layout() {
         .join(".locks/models--timm--tiny_bit")
         .join(format!("{sha}.lock"))
         .exists());
+    let tag = fs::read_to_string(cache.path().join("CACHEDIR.TAG")).unwrap();
+    assert!(tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55"), "{tag}");
     let leftovers: Vec<_> = fs::read_dir(folder.join("blobs"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
