@@ -368,16 +368,19 @@ fn percent_decode(text: &str) -> String {
 }
 
 /// Looks up a repository and a revision with the Hub's errors; `Err` is the reply to send.
+/// As on the real Hub, a gated repository's listings are public (`gate` false) and only its
+/// files need a token.
 fn find<'a>(
     state: &'a State,
     request: &Recorded,
     repo: &str,
     rev: &str,
+    gate: bool,
 ) -> Result<(&'a FakeRepo, String), Reply> {
     let Some(r) = state.repos.get(repo) else {
         return Err(Reply::error(404, "RepoNotFound", "Repository not found"));
     };
-    if let Some(token) = &r.gated_token {
+    if let Some(token) = r.gated_token.as_ref().filter(|_| gate) {
         match request.header("authorization") {
             Some(auth) if auth == format!("Bearer {token}") => {}
             Some(_) => {
@@ -433,7 +436,7 @@ fn hub_reply(state: &mut State, request: &Recorded, cdn: &str) -> Reply {
     }
     let rev = percent_decode(segments[3]);
     let file = percent_decode(&segments[4..].join("/"));
-    let (r, commit) = match find(state, request, &repo, &rev) {
+    let (r, commit) = match find(state, request, &repo, &rev, true) {
         Ok(found) => found,
         Err(reply) => return reply,
     };
@@ -456,7 +459,7 @@ fn hub_reply(state: &mut State, request: &Recorded, cdn: &str) -> Reply {
 }
 
 fn revision_reply(state: &State, request: &Recorded, repo: &str, rev: &str, query: &str) -> Reply {
-    let (r, commit) = match find(state, request, repo, rev) {
+    let (r, commit) = match find(state, request, repo, rev, false) {
         Ok(found) => found,
         Err(reply) => return reply,
     };
@@ -497,7 +500,7 @@ fn revision_reply(state: &State, request: &Recorded, repo: &str, rev: &str, quer
 /// `GET /api/models/{repo}/tree/{revision}?recursive=true`: what Python's
 /// `snapshot_download` lists (always recursive here, in one page).
 fn tree_reply(state: &State, request: &Recorded, repo: &str, rev: &str) -> Reply {
-    let (r, commit) = match find(state, request, repo, rev) {
+    let (r, commit) = match find(state, request, repo, rev, false) {
         Ok(found) => found,
         Err(reply) => return reply,
     };
@@ -529,7 +532,7 @@ fn tree_reply(state: &State, request: &Recorded, repo: &str, rev: &str) -> Reply
 }
 
 fn refs_reply(state: &State, request: &Recorded, repo: &str) -> Reply {
-    let (r, _) = match find(state, request, repo, "main") {
+    let (r, _) = match find(state, request, repo, "main", false) {
         Ok(found) => found,
         Err(reply) => return reply,
     };

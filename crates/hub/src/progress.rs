@@ -89,3 +89,20 @@ impl Progress {
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_mode_reports_without_panicking() {
+        for mode in
+            [ProgressMode::Auto, ProgressMode::Bar, ProgressMode::Lines, ProgressMode::Quiet]
+        {
+            let mut p = Progress::start(mode, "model.safetensors", LARGE_FILE * 2, 10);
+            p.update(LARGE_FILE);
+            p.finish(true);
+        }
+        assert!(matches!(Progress::start(ProgressMode::Bar, "small", 10, 0), Progress::None));
+    }
+}
