@@ -3,9 +3,17 @@
 use clap::{Parser, Subcommand};
 
 mod fetch;
+mod model_arg;
+mod models_cmd;
+mod predict;
+mod zoo;
 
 #[derive(Parser)]
-#[command(name = "funmatch", version, about = "Distil BiT teachers into compact students by function matching")]
+#[command(
+    name = "funmatch",
+    version,
+    about = "Distil BiT teachers into compact students by function matching"
+)]
 struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -18,6 +26,10 @@ struct Cli {
 enum Command {
     /// Fetch a model from the Hugging Face Hub into the shared cache and print its folder.
     Fetch(fetch::FetchArgs),
+    /// Classify images (or preprocessed tensors) with a model and print the top classes.
+    Predict(predict::PredictArgs),
+    /// List the model zoo and the registered architectures.
+    Models(models_cmd::ModelsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -25,6 +37,8 @@ fn main() -> std::process::ExitCode {
     init_logging(cli.verbose);
     let result: anyhow::Result<()> = match cli.command {
         Command::Fetch(args) => fetch::run(args),
+        Command::Predict(args) => predict::run(args),
+        Command::Models(args) => models_cmd::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
