@@ -236,6 +236,8 @@ fn make_symlink(target: &Path, link: &Path) -> std::io::Result<()> {
     std::os::unix::fs::symlink(target, link)
 }
 
+// Limitation: Windows allows symlinks only with developer mode or admin rights; there is
+// no copy fallback as in huggingface_hub, so fetching fails there without them.
 #[cfg(windows)]
 fn make_symlink(target: &Path, link: &Path) -> std::io::Result<()> {
     std::os::windows::fs::symlink_file(target, link)

@@ -102,7 +102,18 @@ pub(crate) fn ensure_blob(
     let mut progress = Progress::start(opts.progress, file, meta.size, partial.len);
     let mut failures = 0;
     while partial.len < meta.size {
-        match transfer(client, ctx, &what, meta, &mut partial, &mut progress) {
+        let before = partial.len;
+        let attempt = transfer(client, ctx, &what, meta, &mut partial, &mut progress);
+        // A body that ends early without an error still counts as a failure when it brought
+        // nothing, so a misbehaving server cannot keep us looping.
+        let attempt = match attempt {
+            Ok(()) if partial.len == before => {
+                let problem = format!("ended without sending bytes from {before} on");
+                Err(Failure::Retry(protocol(&what, &meta.location, &problem)))
+            }
+            other => other,
+        };
+        match attempt {
             Ok(()) => {}
             Err(Failure::Retry(err)) if failures < opts.retries => {
                 failures += 1;
@@ -247,6 +258,8 @@ fn transfer(
             partial.restart(meta, what).map_err(io)?;
         }
         200 => {}
+        // The server thinks the file is shorter than the partial one: start afresh next time.
+        416 => return Err(Failure::Discard(client.status_error(what, url, &response, ctx))),
         408 | 429 | 500..=599 => {
             return Err(Failure::Retry(client.status_error(what, url, &response, ctx)));
         }

@@ -83,6 +83,7 @@ struct State {
     drop_once: HashMap<String, usize>,
     corrupt: HashMap<String, bool>,
     cdn_delay: Option<Duration>,
+    cdn_ignores_range: bool,
     requests: Vec<Recorded>,
 }
 
@@ -162,6 +163,12 @@ impl FakeHub {
     /// Slows every CDN body down by `delay` per 64 KiB.
     pub fn set_cdn_delay(&self, delay: Option<Duration>) {
         self.state.lock().unwrap().cdn_delay = delay;
+    }
+
+    /// While `on`, the CDN answers every GET with the whole file (200), ignoring `Range`,
+    /// as some proxies and CDNs do.
+    pub fn set_cdn_ignores_range(&self, on: bool) {
+        self.state.lock().unwrap().cdn_ignores_range = on;
     }
 
     /// Every request so far, in arrival order.
@@ -570,7 +577,13 @@ fn cdn_reply(state: &mut State, request: &Recorded) -> Reply {
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0xff;
     }
-    let mut reply = ranged(request, bytes);
+    let mut reply = if state.cdn_ignores_range {
+        let mut whole = Reply::new(200);
+        whole.body = bytes;
+        whole
+    } else {
+        ranged(request, bytes)
+    };
     if request.method == "GET" {
         if let Some(after) = state.drop_once.remove(sha) {
             reply.cut_after = Some(after);

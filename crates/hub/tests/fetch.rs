@@ -165,6 +165,24 @@ fn a_broken_connection_is_resumed_within_one_call() {
 }
 
 #[test]
+fn a_server_that_ignores_range_restarts_the_file_instead_of_appending() {
+    let hub = FakeHub::start();
+    let cache = tempfile::tempdir().unwrap();
+    let weights = safetensors(50_000);
+    hub.drop_connection_once(&sha256_hex(&weights), 60_000);
+    hub.set_cdn_ignores_range(true);
+    model_repo(&hub, &weights);
+    let mut opts = options(&hub, cache.path());
+    opts.retries = 1;
+
+    let snapshot = resolve_model(REPO, &opts).unwrap();
+
+    assert_eq!(fs::read(snapshot.join("model.safetensors")).unwrap(), weights);
+    let gets = cdn_gets(&hub);
+    assert_eq!(gets.last().unwrap().header("range"), Some("bytes=60000-"), "{gets:#?}");
+}
+
+#[test]
 fn corrupted_bytes_never_enter_the_cache() {
     let hub = FakeHub::start();
     let cache = tempfile::tempdir().unwrap();
