@@ -181,11 +181,14 @@ pub(crate) fn numbered_names(labels: &[u32]) -> Vec<String> {
     (0..count).map(|i| i.to_string()).collect()
 }
 
+/// Class folders with their labels, in the order their files are listed.
+type LabelledFolders = Vec<(u32, PathBuf)>;
+
 fn assign_labels(
     root: &Path,
     folders: Vec<(String, PathBuf)>,
     labels: &FolderLabels,
-) -> Result<(Vec<(u32, PathBuf)>, Vec<String>), DataError> {
+) -> Result<(LabelledFolders, Vec<String>), DataError> {
     match labels {
         FolderLabels::Sorted => {
             let names = folders.iter().map(|(n, _)| n.clone()).collect();
