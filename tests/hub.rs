@@ -158,3 +158,48 @@ fn a_pickle_only_repo_is_refused_with_its_safetensors_alternative() {
         show(&out)
     );
 }
+
+/// Largest absolute difference between the `logits` tensors of two safetensors files.
+fn max_logit_diff(a: &Path, b: &Path) -> f32 {
+    let load = |p: &Path| candle_core::safetensors::load(p, &candle_core::Device::Cpu).unwrap();
+    let (a, b) = (load(a), load(b));
+    let diff = (&a["logits"] - &b["logits"]).unwrap().abs().unwrap();
+    diff.flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+#[test]
+fn predict_accepts_a_hub_id_and_gives_the_reference_logits() {
+    let hub = FakeHub::start();
+    let home = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity");
+    let cases = [
+        ("timm/tiny_bit", "timm_small", &["config.json", "model.safetensors"][..]),
+        ("google/bit-tiny", "transformers_bit", &["config.json", "model.safetensors"][..]),
+        ("google/bit-npz", "npz", &["model.npz"][..]),
+    ];
+    for (repo, case, files) in cases {
+        let served = files
+            .iter()
+            .map(|f| {
+                let bytes = std::fs::read(fixtures.join(case).join(f)).unwrap();
+                match f.ends_with(".json") {
+                    true => FakeFile::regular(f, bytes),
+                    false => FakeFile::lfs(f, bytes),
+                }
+            })
+            .collect();
+        hub.commit(repo, &["main", "v1"], served);
+    }
+
+    for (repo, case, _) in cases {
+        let io = fixtures.join(case).join("io.safetensors");
+        let logits = home.path().join(format!("{case}.safetensors"));
+        let spec = format!("{repo}@v1");
+        let args = ["predict", &spec, io.to_str().unwrap(), "--output", logits.to_str().unwrap()];
+        let out = funmatch(&hub, home.path(), &[], &args);
+
+        assert!(out.status.success(), "{repo}: {}", show(&out));
+        let diff = max_logit_diff(&logits, &io);
+        assert!(diff < 1e-4, "{repo}: logits differ from the reference by {diff}");
+    }
+}
