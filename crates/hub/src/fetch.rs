@@ -39,7 +39,19 @@ pub fn fetch(
         return session.offline_snapshot(revision, files);
     }
 
-    let listing = session.list(revision)?;
+    let listing = match session.list(revision) {
+        Ok(listing) => listing,
+        // As huggingface_hub does: when the Hub cannot be reached, a complete cached snapshot
+        // will do; otherwise the connection problem is the error worth reporting.
+        Err(err) if is_unreachable(&err) => {
+            let cached = session.offline_snapshot(revision, files);
+            if let Ok(snapshot) = &cached {
+                tracing::warn!("{err}; using the cached {}", snapshot.display());
+            }
+            return cached.map_err(|_| err);
+        }
+        Err(err) => return Err(err),
+    };
     let names = match files {
         FileSelection::Model => crate::model::choose_online(&session, revision, &listing)?,
         FileSelection::All => listing.siblings.iter().map(|s| s.rfilename.clone()).collect(),
@@ -58,6 +70,15 @@ pub fn fetch(
         other => other,
     })?;
     Ok(session.cache.snapshot_dir(&listing.sha))
+}
+
+/// Whether `err` means the Hub could not be reached or is down (not that it said no).
+fn is_unreachable(err: &HubError) -> bool {
+    match err {
+        HubError::Network { .. } => true,
+        HubError::Http { status, .. } => *status >= 500,
+        _ => false,
+    }
 }
 
 /// Fetches one file of `repo` at `revision` and returns its path in the snapshot folder.

@@ -17,7 +17,12 @@
 //! announced (sha256 for LFS files, git's blob sha1 for small ones); broken downloads are
 //! resumed with HTTP ranges; concurrent fetches of one file take turns on a lock file; file
 //! names from users or servers that would leave the cache are refused; the token is sent to
-//! the Hub's host only (never to the CDN) and never printed.
+//! the Hub's host only (never to the CDN) and never printed. Offline (`HF_HUB_OFFLINE`), or
+//! when the Hub cannot be reached, a complete cached snapshot is served and anything missing
+//! is named.
+//!
+//! The cache is shared safely with huggingface_hub: both lock `.locks/<repo>/<etag>.lock`
+//! with `flock`, so a download by one tool waits for the other's.
 //!
 //! # Why not the hf-hub crate
 //!

@@ -280,6 +280,21 @@ fn a_cached_commit_needs_no_network() {
 }
 
 #[test]
+fn an_unreachable_hub_falls_back_to_a_complete_cached_snapshot() {
+    let hub = FakeHub::start();
+    let cache = tempfile::tempdir().unwrap();
+    model_repo(&hub, &safetensors(10));
+    let mut opts = options(&hub, cache.path());
+    let snapshot = resolve_model(REPO, &opts).unwrap();
+
+    opts.endpoint = "http://127.0.0.1:9".to_string();
+    assert_eq!(resolve_model(REPO, &opts).unwrap(), snapshot);
+
+    let err = resolve_model("timm/never_fetched", &opts).unwrap_err();
+    assert!(matches!(err, HubError::Network { .. }), "the connection is the problem: {err}");
+}
+
+#[test]
 fn offline_mode_serves_the_cache_and_names_what_is_missing() {
     let hub = FakeHub::start();
     let cache = tempfile::tempdir().unwrap();
