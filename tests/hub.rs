@@ -203,3 +203,29 @@ fn predict_accepts_a_hub_id_and_gives_the_reference_logits() {
         assert!(diff < 1e-4, "{repo}: logits differ from the reference by {diff}");
     }
 }
+
+#[test]
+fn two_processes_fetching_one_model_download_it_once() {
+    let hub = FakeHub::start();
+    let home = tempfile::tempdir().unwrap();
+    hub.commit(REPO, &["main"], vec![FakeFile::lfs("model.safetensors", safetensors(300_000))]);
+    hub.set_cdn_delay(Some(std::time::Duration::from_millis(10)));
+
+    let spawn = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_funmatch"));
+        cmd.env_remove("HF_HUB_CACHE").env_remove("HF_TOKEN").env_remove("HF_HUB_OFFLINE");
+        cmd.env("HF_HOME", home.path()).env("HF_ENDPOINT", hub.endpoint());
+        cmd.args(["fetch", REPO]).stdout(std::process::Stdio::piped());
+        cmd.stderr(std::process::Stdio::piped()).spawn().unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+
+    assert!(a.status.success() && b.status.success(), "{}\n{}", show(&a), show(&b));
+    assert_eq!(a.stdout, b.stdout);
+    let snapshot = String::from_utf8_lossy(&a.stdout).trim_end().to_string();
+    let bytes = std::fs::read(Path::new(&snapshot).join("model.safetensors")).unwrap();
+    assert_eq!(bytes, safetensors(300_000));
+    let gets = hub.requests().iter().filter(|r| r.host == "cdn" && r.method == "GET").count();
+    assert_eq!(gets, 1, "the second process waits for the first one's download");
+}
