@@ -73,6 +73,10 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel, ModelErro
         labels = label_names(json);
         architecture = json.get("architecture").and_then(Value::as_str).map(String::from);
     }
+    let preprocessor = weights_path.with_file_name("preprocessor_config.json");
+    if format == WeightFormat::Transformers && preprocessor.is_file() {
+        apply_preprocessor_config(&read_json(&preprocessor)?, &preprocessor, &mut pretrained)?;
+    }
     config.validate().map_err(|msg| ModelError::Config { path: weights_path.clone(), msg })?;
 
     let params = check_params(&config, renamed, &weights_path)?;
@@ -402,6 +406,49 @@ fn apply_config_json(
                     bad(format!("pretrained_cfg.{key} is {v:?}, expected 3 numbers"))
                 })?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// transformers' `preprocessor_config.json` (BitImageProcessor): resize the short side,
+/// centre-crop, normalise.
+fn apply_preprocessor_config(
+    json: &Value,
+    path: &Path,
+    pre: &mut PretrainedCfg,
+) -> Result<(), ModelError> {
+    let bad = |msg: String| ModelError::Config { path: path.to_path_buf(), msg };
+    let crop_h = json.pointer("/crop_size/height").and_then(Value::as_u64);
+    let crop_w = json.pointer("/crop_size/width").and_then(Value::as_u64);
+    let short = json.pointer("/size/shortest_edge").and_then(Value::as_u64);
+    if let (Some(h), Some(w)) = (crop_h, crop_w) {
+        pre.input_size = [pre.input_size[0], h as usize, w as usize];
+        let cropping = json.get("do_center_crop").and_then(Value::as_bool).unwrap_or(true);
+        pre.crop_pct = match short {
+            Some(s) if cropping && s > 0 => h.min(w) as f64 / s as f64,
+            _ => 1.0,
+        };
+    } else if let Some(s) = short {
+        pre.input_size = [pre.input_size[0], s as usize, s as usize];
+        pre.crop_pct = 1.0;
+    }
+    // PIL's resampling codes.
+    match json.get("resample").and_then(Value::as_u64) {
+        None => {}
+        Some(2) => pre.interpolation = Interpolation::Bilinear,
+        Some(3) => pre.interpolation = Interpolation::Bicubic,
+        Some(other) => {
+            return Err(bad(format!(
+                "resample {other} is not supported, expected 2 (bilinear) or 3 (bicubic)"
+            )))
+        }
+    }
+    for (key, dst) in [("image_mean", &mut pre.mean), ("image_std", &mut pre.std)] {
+        if let Some(v) = json.get(key).and_then(Value::as_array) {
+            let vals: Vec<f32> = v.iter().filter_map(Value::as_f64).map(|x| x as f32).collect();
+            *dst =
+                vals.try_into().map_err(|v| bad(format!("{key} is {v:?}, expected 3 numbers")))?;
         }
     }
     Ok(())

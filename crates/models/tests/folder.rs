@@ -105,3 +105,26 @@ fn folder_with_only_pickle_weights_is_refused_with_advice() {
     let msg = load_model(dir.path(), &Device::Cpu).unwrap_err().to_string();
     assert!(msg.contains("pickle") && msg.contains("safetensors"), "{msg}");
 }
+
+#[test]
+fn transformers_preprocessor_config_sets_the_eval_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/parity/transformers_bit");
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(src.join(file), dir.path().join(file)).unwrap();
+    }
+    let preprocessor = r#"{"do_resize": true, "size": {"shortest_edge": 448}, "resample": 2,
+        "do_center_crop": true, "crop_size": {"height": 384, "width": 384},
+        "image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.5, 0.5]}"#;
+    std::fs::write(dir.path().join("preprocessor_config.json"), preprocessor).unwrap();
+    let model = load_model(dir.path(), &Device::Cpu).unwrap();
+    assert_eq!(model.pretrained.input_size, [3, 384, 384]);
+    assert!((model.pretrained.crop_pct - 384.0 / 448.0).abs() < 1e-12);
+    assert_eq!(model.pretrained.interpolation, funmatch_models::Interpolation::Bilinear);
+    assert_eq!(model.pretrained.std, [0.25, 0.5, 0.5]);
+
+    std::fs::write(dir.path().join("preprocessor_config.json"), r#"{"resample": 0}"#).unwrap();
+    let msg = load_model(dir.path(), &Device::Cpu).unwrap_err().to_string();
+    assert!(msg.contains("preprocessor_config.json") && msg.contains("resample 0"), "{msg}");
+}
