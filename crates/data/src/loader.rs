@@ -10,7 +10,9 @@ use rayon::prelude::*;
 
 use crate::dataset::Dataset;
 use crate::rng::{Rng, Stream};
-use crate::view::{eval_crop, inception_crop, render, Crop, ViewConfig};
+use std::mem::MaybeUninit;
+
+use crate::view::{eval_crop, inception_crop, render_uninit, Crop, ViewConfig};
 use crate::DataError;
 
 /// How the teacher's view relates to the student's when training (the paper's variants).
@@ -521,13 +523,15 @@ impl Inner {
         let student_size = self.config.student.floats();
         let teacher_view = self.teacher.view();
         let teacher_size = teacher_view.map_or(0, ViewConfig::floats);
-        let mut student = vec![0.0f32; indices.len() * student_size];
-        let mut teacher = vec![0.0f32; indices.len() * teacher_size];
+        let mut student = Vec::<f32>::with_capacity(indices.len() * student_size);
+        let mut teacher = Vec::<f32>::with_capacity(indices.len() * teacher_size);
         let results: Vec<Result<(), DataError>> = {
-            let mut teacher_slots = teacher.chunks_mut(teacher_size.max(1));
+            let student_slots = &mut student.spare_capacity_mut()[..indices.len() * student_size];
+            let teacher_slots = &mut teacher.spare_capacity_mut()[..indices.len() * teacher_size];
+            let mut teacher_slots = teacher_slots.chunks_mut(teacher_size.max(1));
             let slots: Vec<_> = indices
                 .iter()
-                .zip(student.chunks_mut(student_size))
+                .zip(student_slots.chunks_mut(student_size))
                 .map(|(&i, s)| (i, s, teacher_view.and_then(|_| teacher_slots.next())))
                 .collect();
             let work = || {
@@ -541,9 +545,9 @@ impl Inner {
 
         // Leave failed examples out, keeping the order of the others.
         let kept = self.record_failures(&indices, &results)?;
+        compact(&mut student, student_size, &kept);
+        compact(&mut teacher, teacher_size, &kept);
         if kept.len() < indices.len() {
-            compact(&mut student, student_size, &kept);
-            compact(&mut teacher, teacher_size, &kept);
             indices = kept.iter().map(|&k| indices[k]).collect();
         }
         let labels = indices.iter().map(|&i| self.dataset.label(i)).collect();
@@ -600,8 +604,8 @@ impl Inner {
         &self,
         epoch: usize,
         index: usize,
-        student_out: &mut [f32],
-        teacher_out: Option<&mut [f32]>,
+        student_out: &mut [MaybeUninit<f32>],
+        teacher_out: Option<&mut [MaybeUninit<f32>]>,
     ) -> Result<(), DataError> {
         let mut planned = None;
         let loaded = self.dataset.load_for_views(index, &mut |w, h| {
@@ -624,7 +628,7 @@ impl Inner {
         let sx = f64::from(loaded.pixels.width()) / f64::from(loaded.full_width);
         let sy = f64::from(loaded.pixels.height()) / f64::from(loaded.full_height);
         let pixels = &loaded.pixels;
-        render(
+        render_uninit(
             pixels,
             planned.student.scaled(sx, sy),
             planned.student_flip,
@@ -634,7 +638,7 @@ impl Inner {
         if let (Some(out), Some(crop), Some(view)) =
             (teacher_out, planned.teacher, self.teacher.view())
         {
-            render(pixels, crop.scaled(sx, sy), planned.teacher_flip, view, out)?;
+            render_uninit(pixels, crop.scaled(sx, sy), planned.teacher_flip, view, out)?;
         }
         Ok(())
     }
@@ -682,17 +686,22 @@ impl Inner {
     }
 }
 
-/// Moves the kept images (by position) to the front of `data` and truncates it.
+/// Moves the images that rendered (positions `kept`, ascending) to the front of the spare
+/// capacity of `data` and makes exactly them the vector's contents.
 fn compact(data: &mut Vec<f32>, size: usize, kept: &[usize]) {
     if size == 0 {
         return;
     }
+    let slots = data.spare_capacity_mut();
     for (to, &from) in kept.iter().enumerate() {
         if to != from {
-            data.copy_within(from * size..(from + 1) * size, to * size);
+            slots.copy_within(from * size..(from + 1) * size, to * size);
         }
     }
-    data.truncate(kept.len() * size);
+    // SAFETY: every kept slot was fully written by `render_uninit` (it succeeded for these
+    // positions) and has been moved to positions `0..kept.len()`; the capacity was reserved
+    // for all positions, so `kept.len() * size` is within it.
+    unsafe { data.set_len(kept.len() * size) };
 }
 
 /// Mixup in place: `x_i ← a · x_i + (1 − a) · x_{i−1}`, with `x_{−1}` the last image.

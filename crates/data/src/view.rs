@@ -1,6 +1,7 @@
 //! Views: where to crop, and how to turn a crop into a normalised NCHW float image.
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
@@ -204,6 +205,22 @@ pub fn render(
     view: &ViewConfig,
     out: &mut [f32],
 ) -> Result<(), DataError> {
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and `render_uninit` only ever
+    // writes initialised values, so `out` stays fully initialised.
+    let out = unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) };
+    render_uninit(pixels, crop, flip, view, out)
+}
+
+/// [`render`] into memory that need not be initialised: on success every value of `out`
+/// has been written. The loader uses it so that batch buffers are never zeroed first (with
+/// 224-pixel views that zeroing costs about a fifth of the pipeline's time).
+pub(crate) fn render_uninit(
+    pixels: &Pixels,
+    crop: Crop,
+    flip: bool,
+    view: &ViewConfig,
+    out: &mut [MaybeUninit<f32>],
+) -> Result<(), DataError> {
     if out.len() != view.floats() {
         return Err(DataError::Config(format!(
             "output buffer holds {} floats, the {}×{} view needs {}",
@@ -265,8 +282,15 @@ fn clamp(crop: Crop, width: u32, height: u32) -> Crop {
     Crop { x, y, width: crop.width.clamp(1.0, w - x), height: crop.height.clamp(1.0, h - y) }
 }
 
-/// Interleaved 8-bit pixels (1 or 3 channels) to normalised CHW planes.
-fn normalise(src: &[u8], channels: usize, flip: bool, view: &ViewConfig, out: &mut [f32]) {
+/// Interleaved 8-bit pixels (1 or 3 channels) to normalised CHW planes; writes every value
+/// of `out` exactly once.
+fn normalise(
+    src: &[u8],
+    channels: usize,
+    flip: bool,
+    view: &ViewConfig,
+    out: &mut [MaybeUninit<f32>],
+) {
     let (w, h) = (view.width as usize, view.height as usize);
     let plane = w * h;
     // (v / 255 − mean) / std as one multiply-add per value.
@@ -281,11 +305,11 @@ fn normalise(src: &[u8], channels: usize, flip: bool, view: &ViewConfig, out: &m
             let values = src_row.iter().skip(channel).step_by(channels);
             if flip {
                 for (dst, &v) in out_row.iter_mut().rev().zip(values) {
-                    *dst = f32::from(v) * s + o;
+                    dst.write(f32::from(v) * s + o);
                 }
             } else {
                 for (dst, &v) in out_row.iter_mut().zip(values) {
-                    *dst = f32::from(v) * s + o;
+                    dst.write(f32::from(v) * s + o);
                 }
             }
         }
