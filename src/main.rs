@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod export;
 mod fetch;
 mod model_arg;
 mod models_cmd;
@@ -26,6 +27,8 @@ struct Cli {
 enum Command {
     /// Fetch a model from the Hugging Face Hub into the shared cache and print its folder.
     Fetch(fetch::FetchArgs),
+    /// Write a Hub-ready model folder (timm or transformers layout) with a model card.
+    Export(export::ExportArgs),
     /// Classify images (or preprocessed tensors) with a model and print the top classes.
     Predict(predict::PredictArgs),
     /// List the model zoo and the registered architectures.
@@ -38,6 +41,7 @@ fn main() -> std::process::ExitCode {
     let result: anyhow::Result<()> = match cli.command {
         Command::Fetch(args) => fetch::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Export(args) => export::run(args),
         Command::Models(args) => models_cmd::run(args),
     };
     match result {

@@ -113,7 +113,12 @@ pub fn save_model_folder(
     let tensors: Vec<(String, Tensor)> = params
         .iter()
         .map(|(k, t)| {
-            Ok((k.clone(), t.to_dtype(DType::F32)?.to_device(&candle_core::Device::Cpu)?))
+            // Half precision is kept (smaller exports); anything else is stored as f32.
+            let t = match t.dtype() {
+                DType::F32 | DType::F16 | DType::BF16 => t.clone(),
+                _ => t.to_dtype(DType::F32)?,
+            };
+            Ok((k.clone(), t.to_device(&candle_core::Device::Cpu)?))
         })
         .collect::<Result<_, candle_core::Error>>()?;
     let weights = dir.join("model.safetensors");
