@@ -1,45 +1,22 @@
 //! Differentiable building blocks that candle lacks or gets wrong on the CPU.
 //!
-//! - [`conv2d`]: convolution as `im2col` + batched matmul. candle's own conv backward goes
-//!   through a slow direct transposed convolution and fails on some stride-2 shapes; here the
-//!   weight gradient comes from matmul's backward and the input gradient from `col2im`, both
-//!   exact for any size, stride and (asymmetric) padding.
+//! - [`conv2d`]: convolution. On the CPU (f32/f64) it is `funmatch-kernels`' GEMM
+//!   convolution, whose own backward computes the input gradient with a GEMM + `col2im` and
+//!   the weight gradient with a GEMM over `im2col` columns (candle's conv backward goes through
+//!   a slow direct transposed convolution and fails on some stride-2 shapes).
 //! - [`max_pool2d`]: max pooling with padding and a backward pass (candle has one only when
 //!   kernel == stride, and BiT's stem pool is 3×3 stride 2).
-//! - [`group_norm`] and [`standardize_weight`], written with candle ops so they differentiate.
+//! - [`group_norm`], [`group_norm_relu`] and [`standardize_weight`]: fused CPU kernels with
+//!   exact backward passes; elsewhere chains of candle ops, which differentiate too.
 //!
-//! The custom ops run on the CPU for `f32` and `f64`; on other devices [`conv2d`] and
-//! [`max_pool2d`] fall back to candle's kernels (forward is exact there too).
+//! The fast kernels run on the CPU for `f32` and `f64`; on other devices every op falls back
+//! to candle's kernels (forward is exact there too).
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
-/// Padding of the two spatial dimensions: `(top, bottom, left, right)`.
-pub type Pad4 = (usize, usize, usize, usize);
-
-/// Geometry of a sliding window over an `[N, C, H, W]` input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    pub kernel: (usize, usize),
-    pub stride: (usize, usize),
-    pub pad: Pad4,
-}
-
-impl Window {
-    /// Output height and width for an input of `h`×`w`.
-    pub fn output_size(&self, h: usize, w: usize) -> Result<(usize, usize)> {
-        let (kh, kw) = self.kernel;
-        let (t, b, l, r) = self.pad;
-        let (ph, pw) = (h + t + b, w + l + r);
-        if ph < kh || pw < kw {
-            candle_core::bail!(
-                "window {kh}x{kw} does not fit a padded input of {ph}x{pw} (input {h}x{w})"
-            )
-        }
-        Ok(((ph - kh) / self.stride.0 + 1, (pw - kw) / self.stride.1 + 1))
-    }
-}
+pub use funmatch_kernels::{Pad4, Window};
 
 /// Element types the CPU kernels support.
 trait Float: Copy + Send + Sync + std::ops::AddAssign + PartialOrd + 'static {
@@ -71,167 +48,16 @@ fn contiguous_dims4(layout: &Layout, op: &str) -> Result<(usize, usize, usize, u
     }
 }
 
-fn contiguous_dims3(layout: &Layout, op: &str) -> Result<(usize, usize, usize)> {
-    if !layout.is_contiguous() {
-        candle_core::bail!("{op}: input must be contiguous")
-    }
-    match layout.dims() {
-        &[a, b, c] => Ok((a, b, c)),
-        dims => candle_core::bail!("{op}: expected a 3-D input, found {dims:?}"),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// im2col / col2im
-
-/// `[N, C, H, W]` → `[N, C·kh·kw, Ho·Wo]`; its backward is [`Col2Im`].
-struct Im2Col {
-    window: Window,
-}
-
-/// The adjoint of [`Im2Col`]: sums columns back into an `[N, C, H, W]` image.
-struct Col2Im {
-    window: Window,
-    channels: usize,
-    height: usize,
-    width: usize,
-}
-
-fn im2col<T: Float>(x: &[T], dims: (usize, usize, usize, usize), win: Window) -> Result<Vec<T>> {
-    let (n, c, h, w) = dims;
-    let (ho, wo) = win.output_size(h, w)?;
-    let (kh, kw) = win.kernel;
-    let (sh, sw) = win.stride;
-    let (top, _, left, _) = win.pad;
-    let plane = ho * wo;
-    let mut out = vec![T::ZERO; n * c * kh * kw * plane];
-
-    // One chunk per (sample, input channel): its kh·kw rows of columns.
-    out.par_chunks_mut(kh * kw * plane).enumerate().for_each(|(nc, rows)| {
-        let src = &x[nc * h * w..(nc + 1) * h * w];
-        for ki in 0..kh {
-            for kj in 0..kw {
-                let row = &mut rows[(ki * kw + kj) * plane..(ki * kw + kj + 1) * plane];
-                for oy in 0..ho {
-                    let iy = (oy * sh + ki) as isize - top as isize;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
-                    }
-                    let src_row = &src[iy as usize * w..(iy as usize + 1) * w];
-                    let dst = &mut row[oy * wo..(oy + 1) * wo];
-                    for (ox, d) in dst.iter_mut().enumerate() {
-                        let ix = (ox * sw + kj) as isize - left as isize;
-                        if ix >= 0 && ix < w as isize {
-                            *d = src_row[ix as usize];
-                        }
-                    }
-                }
-            }
-        }
-    });
-    Ok(out)
-}
-
-fn col2im<T: Float>(
-    cols: &[T],
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    win: Window,
-) -> Result<Vec<T>> {
-    let (ho, wo) = win.output_size(h, w)?;
-    let (kh, kw) = win.kernel;
-    let (sh, sw) = win.stride;
-    let (top, _, left, _) = win.pad;
-    let plane = ho * wo;
-    if cols.len() != n * c * kh * kw * plane {
-        candle_core::bail!("col2im: {} columns do not match [{n}, {c}, {h}, {w}]", cols.len())
-    }
-    let mut out = vec![T::ZERO; n * c * h * w];
-
-    out.par_chunks_mut(h * w).enumerate().for_each(|(nc, dst)| {
-        let rows = &cols[nc * kh * kw * plane..(nc + 1) * kh * kw * plane];
-        for ki in 0..kh {
-            for kj in 0..kw {
-                let row = &rows[(ki * kw + kj) * plane..(ki * kw + kj + 1) * plane];
-                for oy in 0..ho {
-                    let iy = (oy * sh + ki) as isize - top as isize;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
-                    }
-                    let dst_row = &mut dst[iy as usize * w..(iy as usize + 1) * w];
-                    for (ox, &v) in row[oy * wo..(oy + 1) * wo].iter().enumerate() {
-                        let ix = (ox * sw + kj) as isize - left as isize;
-                        if ix >= 0 && ix < w as isize {
-                            dst_row[ix as usize] += v;
-                        }
-                    }
-                }
-            }
-        }
-    });
-    Ok(out)
-}
-
-impl CustomOp1 for Im2Col {
-    fn name(&self) -> &'static str {
-        "im2col"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let dims = contiguous_dims4(layout, "im2col")?;
-        let (n, c, h, w) = dims;
-        let (ho, wo) = self.window.output_size(h, w)?;
-        let shape = Shape::from((n, c * self.window.kernel.0 * self.window.kernel.1, ho * wo));
-        let start = layout.start_offset();
-        let out = match storage {
-            CpuStorage::F32(x) => CpuStorage::F32(im2col(&x[start..], dims, self.window)?),
-            CpuStorage::F64(x) => CpuStorage::F64(im2col(&x[start..], dims, self.window)?),
-            s => candle_core::bail!("im2col: unsupported dtype {:?}", s.dtype()),
-        };
-        Ok((out, shape))
-    }
-
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let (_, c, h, w) = arg.dims4()?;
-        let op = Col2Im { window: self.window, channels: c, height: h, width: w };
-        Ok(Some(grad.contiguous()?.apply_op1(op)?))
-    }
-}
-
-impl CustomOp1 for Col2Im {
-    fn name(&self) -> &'static str {
-        "col2im"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (n, _, _) = contiguous_dims3(layout, "col2im")?;
-        let (c, h, w) = (self.channels, self.height, self.width);
-        let start = layout.start_offset();
-        let out = match storage {
-            CpuStorage::F32(x) => CpuStorage::F32(col2im(&x[start..], n, c, h, w, self.window)?),
-            CpuStorage::F64(x) => CpuStorage::F64(col2im(&x[start..], n, c, h, w, self.window)?),
-            s => candle_core::bail!("col2im: unsupported dtype {:?}", s.dtype()),
-        };
-        Ok((out, Shape::from((n, c, h, w))))
-    }
-
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad.contiguous()?.apply_op1(Im2Col { window: self.window })?))
-    }
-}
-
 fn uses_custom_kernels(t: &Tensor) -> bool {
-    t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+    funmatch_kernels::supports(t)
 }
 
 /// 2-D convolution without bias, `x` `[N, C, H, W]`, `weight` `[O, C, kh, kw]`.
 ///
 /// Differentiable in both arguments for any stride and any (asymmetric) padding.
 pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, pad: Pad4) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    let (o, wc, kh, kw) = weight.dims4()?;
+    let (_, c, h, w) = x.dims4()?;
+    let (_, wc, kh, kw) = weight.dims4()?;
     if wc != c {
         candle_core::bail!(
             "conv2d: input has {c} channels, weight {:?} expects {wc}",
@@ -239,20 +65,12 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, pad: Pad4) -> Result<T
         )
     }
     let window = Window { kernel: (kh, kw), stride: (stride, stride), pad };
-    let (ho, wo) = window.output_size(h, w)?;
+    window.output_size(h, w)?;
 
-    if !uses_custom_kernels(x) {
-        return conv2d_candle(x, weight, window);
+    if uses_custom_kernels(x) && x.dtype() == weight.dtype() {
+        return funmatch_kernels::conv2d(x, weight, stride, pad);
     }
-
-    // A 1×1 stride-1 convolution is a matmul over the channels; skip the copy.
-    let cols = if (kh, kw, stride) == (1, 1, 1) && pad == (0, 0, 0, 0) {
-        x.reshape((n, c, h * w))?
-    } else {
-        x.contiguous()?.apply_op1(Im2Col { window })?
-    };
-    let kernel = weight.reshape((o, c * kh * kw))?.broadcast_left(n)?;
-    kernel.matmul(&cols)?.reshape((n, o, ho, wo))
+    conv2d_candle(x, weight, window)
 }
 
 /// candle's own convolution, for devices and dtypes our kernels do not cover.
@@ -470,6 +288,9 @@ fn pad_with_value(x: &Tensor, pad: Pad4, value: f32) -> Result<Tensor> {
 /// Weight standardization: per output channel, subtract the mean and divide by
 /// `sqrt(biased variance + eps)` over (in, kh, kw).
 pub fn standardize_weight(weight: &Tensor, eps: f64) -> Result<Tensor> {
+    if uses_custom_kernels(weight) {
+        return funmatch_kernels::standardize_weight(weight, eps);
+    }
     let dims = weight.dims().to_vec();
     let flat = weight.flatten_from(1)?;
     let mean = flat.mean_keepdim(1)?;
@@ -480,6 +301,38 @@ pub fn standardize_weight(weight: &Tensor, eps: f64) -> Result<Tensor> {
 
 /// Group normalisation of `x` `[N, C, H, W]` with per-channel affine `weight` and `bias`.
 pub fn group_norm(
+    x: &Tensor,
+    groups: usize,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    if fused_norm_applies(x, weight, bias) {
+        return funmatch_kernels::group_norm(x, groups, weight, bias, eps, false);
+    }
+    group_norm_candle(x, groups, weight, bias, eps)
+}
+
+/// [`group_norm`] followed by ReLU; one fused pass (and one fused backward) on the CPU.
+pub fn group_norm_relu(
+    x: &Tensor,
+    groups: usize,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    if fused_norm_applies(x, weight, bias) {
+        return funmatch_kernels::group_norm(x, groups, weight, bias, eps, true);
+    }
+    group_norm_candle(x, groups, weight, bias, eps)?.relu()
+}
+
+fn fused_norm_applies(x: &Tensor, weight: &Tensor, bias: &Tensor) -> bool {
+    uses_custom_kernels(x) && weight.dtype() == x.dtype() && bias.dtype() == x.dtype()
+}
+
+/// GroupNorm as a chain of candle ops, for devices and dtypes the fused kernel does not cover.
+fn group_norm_candle(
     x: &Tensor,
     groups: usize,
     weight: &Tensor,

@@ -193,7 +193,7 @@ struct NormAct {
 
 impl NormAct {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        ops::group_norm(x, self.groups, &self.weight, &self.bias, self.eps)?.relu()
+        ops::group_norm_relu(x, self.groups, &self.weight, &self.bias, self.eps)
     }
 }
 

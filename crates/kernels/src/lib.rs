@@ -1,0 +1,33 @@
+//! Fast CPU kernels for funmatch, each a candle custom op with an exact backward pass.
+//!
+//! - [`conv2d`]: convolution without bias as one GEMM per sample (over `im2col` columns, or
+//!   straight over the input for 1×1 stride-1 convolutions); the input gradient is a GEMM
+//!   followed by `col2im`, the weight gradient a GEMM over the columns. Samples run in parallel
+//!   on rayon's pool; a batch smaller than the pool parallelises inside each GEMM instead.
+//! - [`group_norm`]: GroupNorm with its affine transform and an optional ReLU fused into one
+//!   pass forward and two passes backward.
+//! - [`standardize_weight`]: weight standardization (per output channel, zero mean and unit
+//!   biased variance) forward and backward.
+//!
+//! The kernels run on the CPU for `f32` and `f64` (f64 so that tests can compare gradients
+//! with finite differences). Callers choose them with [`supports`] and keep another path for
+//! other devices and dtypes; on those the ops return an error rather than a wrong result.
+//!
+//! Errors and panics: every op returns a candle [`Result`](candle_core::Result); a shape,
+//! dtype or device the kernel does not handle is an error that names the op and what it
+//! expected. Panics are kept for broken invariants of this crate.
+
+mod conv;
+mod float;
+mod gemm;
+mod norm;
+
+pub use conv::{conv2d, Pad4, Window};
+pub use norm::{group_norm, standardize_weight};
+
+use candle_core::{DType, Tensor};
+
+/// Whether the kernels of this crate handle `t` (a CPU tensor of `f32` or `f64`).
+pub fn supports(t: &Tensor) -> bool {
+    t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
+}

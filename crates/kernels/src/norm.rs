@@ -1,0 +1,417 @@
+//! GroupNorm (+ ReLU) and weight standardization, fused forward and backward.
+
+use candle_core::backend::BackendStorage;
+use candle_core::Tensor;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape};
+use rayon::prelude::*;
+
+use crate::conv::with_two;
+use crate::float::{sum, sum_sq_dev, uninit_vec, Float};
+
+/// Mean and `1 / sqrt(biased variance + eps)` of `xs`, two-pass for accuracy.
+fn moments<T: Float>(xs: &[T], eps: f64) -> (f64, f64) {
+    let len = xs.len().max(1) as f64;
+    let mean = sum(xs) / len;
+    let var = sum_sq_dev(xs, mean) / len;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+// ---------------------------------------------------------------------------------------------
+// GroupNorm
+
+/// `(x [N, C, ...], weight [C], bias [C]) → relu?((x − μ_g) / σ_g · weight + bias)`.
+struct GroupNorm {
+    groups: usize,
+    eps: f64,
+    relu: bool,
+}
+
+/// `(x, y, grad y) → [grad x (N·C·S values), grad weight (C), grad bias (C)]` flattened, with
+/// the GroupNorm's scale held here (it is small) since a custom op takes three tensors.
+struct GroupNormGrad {
+    groups: usize,
+    eps: f64,
+    relu: bool,
+    weight: Vec<f64>,
+}
+
+/// `[N, C, S...]` as `(N, C, S)`, contiguous.
+fn dims_ncs(layout: &Layout, op: &str, what: &str) -> Result<(usize, usize, usize)> {
+    if !layout.is_contiguous() {
+        candle_core::bail!("{op}: {what} must be contiguous")
+    }
+    match layout.dims() {
+        [n, c, rest @ ..] => Ok((*n, *c, rest.iter().product())),
+        dims => candle_core::bail!("{op}: expected {what} of shape [N, C, ...], found {dims:?}"),
+    }
+}
+
+fn group_norm_forward<T: Float>(
+    x: &[T],
+    (n, c, s): (usize, usize, usize),
+    weight: &[T],
+    bias: &[T],
+    op: &GroupNorm,
+) -> Vec<T> {
+    let cpg = c / op.groups;
+    let mut out = uninit_vec(n * c * s);
+    out.par_chunks_mut(cpg * s).enumerate().for_each(|(ng, dst)| {
+        let src = &x[ng * cpg * s..(ng + 1) * cpg * s];
+        let (mean, rstd) = moments(src, op.eps);
+        let first = (ng % op.groups) * cpg;
+        for j in 0..cpg {
+            let scale = rstd * weight[first + j].to_f64();
+            let shift = bias[first + j].to_f64() - mean * scale;
+            let (scale, shift) = (T::from_f64(scale), T::from_f64(shift));
+            let (src, dst) = (&src[j * s..(j + 1) * s], &mut dst[j * s..(j + 1) * s]);
+            if op.relu {
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    let y = v * scale + shift;
+                    *d = if y > T::ZERO { y } else { T::ZERO };
+                }
+            } else {
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = v * scale + shift;
+                }
+            }
+        }
+    });
+    out
+}
+
+fn group_norm_backward<T: Float>(
+    x: &[T],
+    y: &[T],
+    gy: &[T],
+    (n, c, s): (usize, usize, usize),
+    op: &GroupNormGrad,
+) -> Vec<T> {
+    let cpg = c / op.groups;
+    let total = n * c * s;
+    let mut out = uninit_vec(total + 2 * c);
+    let (dx, rest) = out.split_at_mut(total);
+    rest.fill(T::ZERO);
+    // Per-sample partial sums of the affine gradients, [N, C] each; summed over N at the end.
+    let mut partial = vec![T::ZERO; 2 * n * c];
+    let (pw, pb) = partial.split_at_mut(n * c);
+    let m = (cpg * s) as f64;
+
+    dx.par_chunks_mut(cpg * s)
+        .zip(pw.par_chunks_mut(cpg))
+        .zip(pb.par_chunks_mut(cpg))
+        .enumerate()
+        .for_each(|(ng, ((dst, dw), db))| {
+            let range = ng * cpg * s..(ng + 1) * cpg * s;
+            let (x, y, gy) = (&x[range.clone()], &y[range.clone()], &gy[range]);
+            let (mean, rstd) = moments(x, op.eps);
+            let first = (ng % op.groups) * cpg;
+
+            // Per channel: Σ g and Σ g·x̂, where g is the gradient through the ReLU.
+            let (mut a, mut b) = (0.0, 0.0);
+            for j in 0..cpg {
+                let span = j * s..(j + 1) * s;
+                let (sg, sgx) =
+                    channel_sums(&x[span.clone()], &y[span.clone()], &gy[span], op.relu);
+                let sgx = (sgx - mean * sg) * rstd;
+                dw[j] = T::from_f64(sgx);
+                db[j] = T::from_f64(sg);
+                let gamma = op.weight[first + j];
+                a += gamma * sg;
+                b += gamma * sgx;
+            }
+
+            // dx = rstd·(γ·g − a/M − x̂·b/M), with x̂ = (x − μ)·rstd.
+            for j in 0..cpg {
+                let span = j * s..(j + 1) * s;
+                let gamma = op.weight[first + j];
+                let k_g = T::from_f64(rstd * gamma);
+                let k_x = T::from_f64(-rstd * rstd * b / m);
+                let k_0 = T::from_f64(-rstd * a / m + mean * rstd * rstd * b / m);
+                let (x, y, gy) = (&x[span.clone()], &y[span.clone()], &gy[span.clone()]);
+                for (((d, &xv), &yv), &g) in dst[span].iter_mut().zip(x).zip(y).zip(gy) {
+                    let g = if !op.relu || yv > T::ZERO { g } else { T::ZERO };
+                    *d = k_g * g + k_x * xv + k_0;
+                }
+            }
+        });
+
+    // Σ over the batch, serially: N·C values.
+    let (rw, rb) = rest.split_at_mut(c);
+    for i in 0..n {
+        for j in 0..c {
+            rw[j] += pw[i * c + j];
+            rb[j] += pb[i * c + j];
+        }
+    }
+    out
+}
+
+/// `(Σ g, Σ g·x)` over one channel, `g` masked by the ReLU when `relu`; f64 lanes vectorise.
+fn channel_sums<T: Float>(x: &[T], y: &[T], gy: &[T], relu: bool) -> (f64, f64) {
+    let (mut sg, mut sgx) = ([0f64; 8], [0f64; 8]);
+    let mut i = 0;
+    while i + 8 <= x.len() {
+        for l in 0..8 {
+            let g = if !relu || y[i + l] > T::ZERO { gy[i + l].to_f64() } else { 0.0 };
+            sg[l] += g;
+            sgx[l] += g * x[i + l].to_f64();
+        }
+        i += 8;
+    }
+    let (mut tg, mut tgx) = (sg.iter().sum::<f64>(), sgx.iter().sum::<f64>());
+    for j in i..x.len() {
+        let g = if !relu || y[j] > T::ZERO { gy[j].to_f64() } else { 0.0 };
+        tg += g;
+        tgx += g * x[j].to_f64();
+    }
+    (tg, tgx)
+}
+
+fn slice1<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    len: usize,
+    op: &str,
+) -> Result<&'a CpuStorage> {
+    if !layout.is_contiguous() || layout.shape().elem_count() != len {
+        candle_core::bail!(
+            "{op}: expected a contiguous vector of {len} values, found {:?}",
+            layout.dims()
+        )
+    }
+    Ok(storage)
+}
+
+impl CustomOp3 for GroupNorm {
+    fn name(&self) -> &'static str {
+        "group-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims = dims_ncs(l1, "group-norm", "input")?;
+        let c = dims.1;
+        slice1(s2, l2, c, "group-norm weight")?;
+        slice1(s3, l3, c, "group-norm bias")?;
+        let (o1, o2, o3) = (l1.start_offset(), l2.start_offset(), l3.start_offset());
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => CpuStorage::F32(
+                group_norm_forward(&x[o1..], dims, &w[o2..o2 + c], &b[o3..o3 + c], self),
+            ),
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => CpuStorage::F64(
+                group_norm_forward(&x[o1..], dims, &w[o2..o2 + c], &b[o3..o3 + c], self),
+            ),
+            (x, w, b) => candle_core::bail!(
+                "group-norm: expected f32 or f64 input, weight and bias of one dtype, found {:?}, {:?}, {:?}",
+                x.dtype(),
+                w.dtype(),
+                b.dtype()
+            ),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let c = weight.elem_count();
+        let op = GroupNormGrad {
+            groups: self.groups,
+            eps: self.eps,
+            relu: self.relu,
+            weight: weight.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?,
+        };
+        let packed = x.apply_op3_no_bwd(res, &grad.contiguous()?, &op)?;
+        let total = x.elem_count();
+        let grad_x = packed.narrow(0, 0, total)?.reshape(x.shape())?;
+        let grad_w = packed.narrow(0, total, c)?.reshape(weight.shape())?;
+        let grad_b = packed.narrow(0, total + c, c)?.reshape(weight.shape())?;
+        Ok((Some(grad_x), Some(grad_w), Some(grad_b)))
+    }
+}
+
+impl CustomOp3 for GroupNormGrad {
+    fn name(&self) -> &'static str {
+        "group-norm-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims = dims_ncs(l1, "group-norm-grad", "input")?;
+        if l2.dims() != l1.dims() || l3.dims() != l1.dims() {
+            candle_core::bail!(
+                "group-norm-grad: output {:?} and gradient {:?} must match input {:?}",
+                l2.dims(),
+                l3.dims(),
+                l1.dims()
+            )
+        }
+        dims_ncs(l2, "group-norm-grad", "output")?;
+        dims_ncs(l3, "group-norm-grad", "gradient")?;
+        let (o1, o2, o3) = (l1.start_offset(), l2.start_offset(), l3.start_offset());
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(y), CpuStorage::F32(g)) => {
+                CpuStorage::F32(group_norm_backward(&x[o1..], &y[o2..], &g[o3..], dims, self))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(y), CpuStorage::F64(g)) => {
+                CpuStorage::F64(group_norm_backward(&x[o1..], &y[o2..], &g[o3..], dims, self))
+            }
+            (x, ..) => candle_core::bail!("group-norm-grad: unsupported dtype {:?}", x.dtype()),
+        };
+        let len = dims.0 * dims.1 * dims.2 + 2 * dims.1;
+        Ok((out, Shape::from(len)))
+    }
+}
+
+/// GroupNorm of `x` `[N, C, ...]` over `groups` groups with per-channel affine `weight` and
+/// `bias`, followed by a ReLU when `relu`. Differentiable in all three tensors.
+///
+/// CPU `f32`/`f64` only (see [`crate::supports`]).
+pub fn group_norm(
+    x: &Tensor,
+    groups: usize,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<Tensor> {
+    let c = x.dim(1)?;
+    if groups == 0 || c % groups != 0 {
+        candle_core::bail!("group_norm: {c} channels do not split into {groups} groups")
+    }
+    let op = GroupNorm { groups, eps, relu };
+    x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weight standardization
+
+/// `w [O, ...] → (w − μ_o) / sqrt(σ²_o + eps)` per output channel.
+struct WeightStd {
+    eps: f64,
+}
+
+/// `(w, grad ŵ) → grad w`.
+struct WeightStdGrad {
+    eps: f64,
+}
+
+fn rows(layout: &Layout, op: &str) -> Result<(usize, usize)> {
+    if !layout.is_contiguous() {
+        candle_core::bail!("{op}: weight must be contiguous")
+    }
+    match layout.dims() {
+        [o, rest @ ..] if !rest.is_empty() => Ok((*o, rest.iter().product())),
+        dims => candle_core::bail!("{op}: expected a weight of shape [O, ...], found {dims:?}"),
+    }
+}
+
+fn standardize_forward<T: Float>(w: &[T], (o, k): (usize, usize), eps: f64) -> Vec<T> {
+    let mut out = vec![T::ZERO; o * k];
+    out.par_chunks_mut(k.max(1)).enumerate().for_each(|(r, dst)| {
+        let src = &w[r * k..(r + 1) * k];
+        let (mean, rstd) = moments(src, eps);
+        let (scale, shift) = (T::from_f64(rstd), T::from_f64(-mean * rstd));
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = v * scale + shift;
+        }
+    });
+    out
+}
+
+fn standardize_backward<T: Float>(w: &[T], g: &[T], (o, k): (usize, usize), eps: f64) -> Vec<T> {
+    let mut out = vec![T::ZERO; o * k];
+    out.par_chunks_mut(k.max(1)).enumerate().for_each(|(r, dst)| {
+        let (w, g) = (&w[r * k..(r + 1) * k], &g[r * k..(r + 1) * k]);
+        let (mean, rstd) = moments(w, eps);
+        let sg = sum(g);
+        let sgw: f64 = w.iter().zip(g).map(|(&w, &g)| g.to_f64() * w.to_f64()).sum();
+        let sgx = (sgw - mean * sg) * rstd;
+        let len = k as f64;
+        // dw = rstd·(g − Σg/K − ŵ·Σ(g·ŵ)/K), with ŵ = (w − μ)·rstd.
+        let k_g = T::from_f64(rstd);
+        let k_w = T::from_f64(-rstd * rstd * sgx / len);
+        let k_0 = T::from_f64(-rstd * sg / len + mean * rstd * rstd * sgx / len);
+        for ((d, &wv), &gv) in dst.iter_mut().zip(w).zip(g) {
+            *d = k_g * gv + k_w * wv + k_0;
+        }
+    });
+    out
+}
+
+impl CustomOp1 for WeightStd {
+    fn name(&self) -> &'static str {
+        "standardize-weight"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dims = rows(layout, "standardize-weight")?;
+        let start = layout.start_offset();
+        let out = match storage {
+            CpuStorage::F32(w) => CpuStorage::F32(standardize_forward(&w[start..], dims, self.eps)),
+            CpuStorage::F64(w) => CpuStorage::F64(standardize_forward(&w[start..], dims, self.eps)),
+            s => candle_core::bail!("standardize-weight: unsupported dtype {:?}", s.dtype()),
+        };
+        Ok((out, layout.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let op = WeightStdGrad { eps: self.eps };
+        Ok(Some(arg.apply_op2_no_bwd(&grad.contiguous()?, &op)?))
+    }
+}
+
+impl CustomOp2 for WeightStdGrad {
+    fn name(&self) -> &'static str {
+        "standardize-weight-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims = rows(l1, "standardize-weight-grad")?;
+        if l2.dims() != l1.dims() || !l2.is_contiguous() {
+            candle_core::bail!(
+                "standardize-weight-grad: gradient {:?} must match weight {:?}",
+                l2.dims(),
+                l1.dims()
+            )
+        }
+        let eps = self.eps;
+        let out = with_two!("standardize-weight-grad", s1, l1, s2, l2, |w, g| {
+            standardize_backward(w, g, dims, eps)
+        });
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// Weight standardization of `weight` `[O, ...]`: per output channel, subtract the mean and
+/// divide by `sqrt(biased variance + eps)`. Differentiable.
+///
+/// CPU `f32`/`f64` only (see [`crate::supports`]).
+pub fn standardize_weight(weight: &Tensor, eps: f64) -> Result<Tensor> {
+    weight.contiguous()?.apply_op1(WeightStd { eps })
+}
