@@ -45,11 +45,33 @@ impl Pixels {
     }
 }
 
-/// Pixels decoded for a set of views, possibly at a reduced scale.
+/// What a set of planned views needs from the decoder, in full-resolution pixels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ViewNeeds {
+    /// The smallest decode scale, in `(0, 1]`, that keeps every crop at least at its output
+    /// resolution.
+    pub min_scale: f64,
+    /// Rows from the top that the views read: the lowest crop edge plus the reach of the
+    /// resampling filter. Rows below may be left undecoded.
+    pub rows: f64,
+}
+
+impl ViewNeeds {
+    /// Everything, at full resolution.
+    pub fn everything() -> ViewNeeds {
+        ViewNeeds { min_scale: 1.0, rows: f64::INFINITY }
+    }
+}
+
+/// Pixels decoded for a set of views, possibly at a reduced scale or only down to the rows
+/// the views read.
 #[derive(Clone, Debug)]
 pub struct Loaded {
-    /// The decoded pixels; smaller than `full_width × full_height` when the decoder reduced.
+    /// The decoded pixels: the full-resolution image scaled by `scale`, possibly cut off
+    /// below the rows the views need.
     pub pixels: Pixels,
+    /// Decoded pixels per full-resolution pixel (1, or 1/2, 1/4, 1/8 for reduced JPEGs).
+    pub scale: f64,
     /// Width of the full-resolution image after EXIF orientation.
     pub full_width: u32,
     /// Height of the full-resolution image after EXIF orientation.
@@ -86,21 +108,21 @@ pub trait Dataset: Send + Sync {
         self.load(index).map(Pixels::Rgb)
     }
 
-    /// Example `index`, decoded at the smallest scale that the views allow.
+    /// Example `index`, decoded only as far as the views need.
     ///
-    /// `plan` receives the full-resolution size (after EXIF orientation) and returns the
-    /// smallest decode scale, in `(0, 1]`, that keeps every planned crop at least at its
-    /// output resolution. Implementations call `plan` exactly once; they may decode at any
-    /// scale at or above the returned one (JPEGs use 1/2, 1/4 or 1/8 when allowed).
+    /// `plan` receives the full-resolution size (after EXIF orientation) and returns what
+    /// the planned views need. Implementations call `plan` exactly once; they may decode at
+    /// any scale at or above `min_scale` (JPEGs use 1/2, 1/4 or 1/8 when allowed) and may
+    /// stop below `rows` (baseline JPEGs do).
     fn load_for_views(
         &self,
         index: usize,
-        plan: &mut dyn FnMut(u32, u32) -> f64,
+        plan: &mut dyn FnMut(u32, u32) -> ViewNeeds,
     ) -> Result<Loaded, DataError> {
         let pixels = self.load_pixels(index)?;
         let (full_width, full_height) = (pixels.width(), pixels.height());
         plan(full_width, full_height);
-        Ok(Loaded { pixels, full_width, full_height })
+        Ok(Loaded { pixels, scale: 1.0, full_width, full_height })
     }
 }
 
@@ -157,7 +179,7 @@ impl Dataset for Subset {
     fn load_for_views(
         &self,
         index: usize,
-        plan: &mut dyn FnMut(u32, u32) -> f64,
+        plan: &mut dyn FnMut(u32, u32) -> ViewNeeds,
     ) -> Result<Loaded, DataError> {
         self.parent.load_for_views(self.indices[index], plan)
     }

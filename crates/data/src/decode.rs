@@ -15,7 +15,7 @@ use std::path::Path;
 use image::metadata::Orientation;
 use image::{DynamicImage, GrayImage, ImageDecoder, RgbImage};
 
-use crate::dataset::{Loaded, Pixels};
+use crate::dataset::{Loaded, Pixels, ViewNeeds};
 use crate::DataError;
 
 /// Decodes an image held in memory; `what` names it in errors.
@@ -43,7 +43,7 @@ pub fn decode_file(path: &Path) -> Result<Pixels, DataError> {
 /// [`crate::Dataset::load_for_views`]).
 pub fn load_file_for_views(
     path: &Path,
-    plan: &mut dyn FnMut(u32, u32) -> f64,
+    plan: &mut dyn FnMut(u32, u32) -> ViewNeeds,
 ) -> Result<Loaded, DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     decode_for_views(&bytes, &path.display().to_string(), plan)
@@ -53,23 +53,28 @@ pub fn load_file_for_views(
 pub fn decode_for_views(
     bytes: &[u8],
     what: &str,
-    plan: &mut dyn FnMut(u32, u32) -> f64,
+    plan: &mut dyn FnMut(u32, u32) -> ViewNeeds,
 ) -> Result<Loaded, DataError> {
     if let Some(header) = jpeg_header(bytes) {
         let (full_width, full_height) = header.oriented_size();
-        let scale = supported_scale(plan(full_width, full_height));
+        let needs = plan(full_width, full_height);
+        let scale = supported_scale(needs.min_scale);
         let pixels = if scale < 1.0 && header.reducible {
             decode_jpeg_scaled(bytes, what, &header, scale)?
         } else {
-            decode_bytes(bytes, what)?
+            match header.cut_at(bytes, needs.rows) {
+                Some(cut) => decode_bytes(&cut, what)?,
+                None => decode_bytes(bytes, what)?,
+            }
         };
-        return Ok(Loaded { pixels, full_width, full_height });
+        let scale = if pixels.width() == full_width { 1.0 } else { scale };
+        return Ok(Loaded { pixels, scale, full_width, full_height });
     }
 
     let pixels = decode_bytes(bytes, what)?;
     let (full_width, full_height) = (pixels.width(), pixels.height());
     plan(full_width, full_height);
-    Ok(Loaded { pixels, full_width, full_height })
+    Ok(Loaded { pixels, scale: 1.0, full_width, full_height })
 }
 
 fn to_pixels(image: DynamicImage) -> Pixels {
@@ -91,9 +96,34 @@ struct JpegHeader {
     /// One or three components (the reduced-scale decoder's well-tested formats); CMYK and
     /// anything unusual go through the full decoder.
     reducible: bool,
+    /// The offset of the height field of the baseline (SOF0/SOF1) frame header; `None` for
+    /// progressive and other frames, which cannot be cut short.
+    baseline_height_at: Option<usize>,
 }
 
 impl JpegHeader {
+    /// A copy of the file whose frame ends after `rows` displayed rows, when that saves
+    /// work: baseline frames only, and only when stored rows are displayed rows (no EXIF
+    /// rotation or vertical flip).
+    fn cut_at(&self, bytes: &[u8], rows: f64) -> Option<Vec<u8>> {
+        let at = self.baseline_height_at?;
+        if !matches!(self.orientation, Orientation::NoTransforms | Orientation::FlipHorizontal) {
+            return None;
+        }
+        if !(rows < f64::from(self.height)) {
+            return None;
+        }
+        // Whole MCU rows of 16 lines plus one more, so that chroma upsampling at the cut sees
+        // its neighbours as in a full decode.
+        let rows = ((rows.max(1.0) / 16.0).ceil() as u32 + 1) * 16;
+        if rows >= self.height {
+            return None;
+        }
+        let mut cut = bytes.to_vec();
+        cut[at..at + 2].copy_from_slice(&(rows as u16).to_be_bytes());
+        Some(cut)
+    }
+
     fn oriented_size(&self) -> (u32, u32) {
         use Orientation::*;
         match self.orientation {
@@ -123,7 +153,35 @@ fn jpeg_header(bytes: &[u8]) -> Option<JpegHeader> {
         height: info.height.into(),
         orientation,
         reducible,
+        baseline_height_at: baseline_height_offset(bytes),
     })
+}
+
+/// The offset of the height field in the file's SOF0/SOF1 (baseline or extended sequential,
+/// Huffman) frame header, found by walking the marker segments before the first scan.
+fn baseline_height_offset(bytes: &[u8]) -> Option<usize> {
+    let mut at = 2; // after SOI
+    while at + 4 <= bytes.len() {
+        if bytes[at] != 0xFF {
+            return None;
+        }
+        let marker = bytes[at + 1];
+        if marker == 0xFF {
+            at += 1; // fill byte
+            continue;
+        }
+        let length = usize::from(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]));
+        match marker {
+            // Segment: marker, length, precision, then the height.
+            0xC0 | 0xC1 => return (at + 7 <= bytes.len()).then_some(at + 5),
+            // DHT (C4), JPG (C8) and DAC (CC) share the range of the other frame types,
+            // which (like a scan before any frame) mean: leave the file alone.
+            0xC4 | 0xC8 | 0xCC => at += 2 + length,
+            0xC2..=0xCF | 0xDA => return None,
+            _ => at += 2 + length,
+        }
+    }
+    None
 }
 
 /// The smallest DCT scale (1/8, 1/4, 1/2 or 1) that is at least `min_scale`.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use image::RgbImage;
 
-use crate::dataset::{Dataset, Loaded, Pixels};
+use crate::dataset::{Dataset, Loaded, Pixels, ViewNeeds};
 use crate::decode::{decode_file, load_file_for_views};
 use crate::DataError;
 
@@ -169,7 +169,7 @@ impl Dataset for FileDataset {
     fn load_for_views(
         &self,
         index: usize,
-        plan: &mut dyn FnMut(u32, u32) -> f64,
+        plan: &mut dyn FnMut(u32, u32) -> ViewNeeds,
     ) -> Result<Loaded, DataError> {
         load_file_for_views(&self.files[index], plan)
     }

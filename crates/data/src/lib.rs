@@ -39,7 +39,7 @@ mod idx;
 mod loader;
 mod rng;
 
-pub use dataset::{split, Dataset, Loaded, Pixels, Subset};
+pub use dataset::{split, Dataset, Loaded, Pixels, Subset, ViewNeeds};
 pub use error::DataError;
 pub use files::{FileDataset, FolderLabels, IMAGE_EXTENSIONS};
 pub use idx::{fashion_mnist, IdxDataset, MnistSplit, FASHION_MNIST_CLASSES, FASHION_MNIST_DIR};

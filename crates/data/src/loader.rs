@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 
 use rayon::prelude::*;
 
-use crate::dataset::Dataset;
+use crate::dataset::{Dataset, ViewNeeds};
 use crate::rng::{Rng, Stream};
 use std::mem::MaybeUninit;
 
@@ -610,12 +610,14 @@ impl Inner {
         let mut planned = None;
         let loaded = self.dataset.load_for_views(index, &mut |w, h| {
             let p = self.plan(epoch, index, w, h);
-            let mut min_scale = p.student.min_scale_for(&self.config.student);
+            let mut needs = view_needs(&p.student, &self.config.student);
             if let (Some(crop), Some(view)) = (p.teacher, self.teacher.view()) {
-                min_scale = min_scale.max(crop.min_scale_for(view));
+                let teacher = view_needs(&crop, view);
+                needs.min_scale = needs.min_scale.max(teacher.min_scale);
+                needs.rows = needs.rows.max(teacher.rows);
             }
             planned = Some(p);
-            min_scale
+            needs
         })?;
         let planned = planned.ok_or_else(|| {
             DataError::Config(format!(
@@ -625,8 +627,7 @@ impl Inner {
         })?;
 
         // Crops were planned on the full-resolution image; the decoder may have reduced it.
-        let sx = f64::from(loaded.pixels.width()) / f64::from(loaded.full_width);
-        let sy = f64::from(loaded.pixels.height()) / f64::from(loaded.full_height);
+        let (sx, sy) = (loaded.scale, loaded.scale);
         let pixels = &loaded.pixels;
         render_uninit(
             pixels,
@@ -683,6 +684,17 @@ impl Inner {
             });
         }
         Ok(kept)
+    }
+}
+
+/// What rendering `crop` into `view` reads: its scale, and its rows down to the reach of
+/// the resampling filter below the crop (2 source pixels for bicubic, widened by the
+/// downscale factor, plus one for rounding).
+fn view_needs(crop: &Crop, view: &ViewConfig) -> ViewNeeds {
+    let downscale = (crop.height / f64::from(view.height)).max(1.0);
+    ViewNeeds {
+        min_scale: crop.min_scale_for(view),
+        rows: crop.y + crop.height + 2.0 * downscale + 1.0,
     }
 }
 

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use funmatch_data::decode::{decode_bytes, decode_file, decode_for_views, load_file_for_views};
-use funmatch_data::{DataError, Pixels};
+use funmatch_data::{DataError, Pixels, ViewNeeds};
 use image::{DynamicImage, GrayImage, ImageBuffer, ImageEncoder, Luma, LumaA, Rgb, RgbImage, Rgba};
 
 use common::*;
@@ -85,7 +85,7 @@ fn exif_orientation_is_applied_when_decoding_at_a_reduced_scale() {
     let mut planned = None;
     let loaded = decode_for_views(&bytes, "rot6", &mut |w, h| {
         planned = Some((w, h));
-        0.25
+        ViewNeeds { min_scale: 0.25, rows: f64::INFINITY }
     })
     .unwrap();
     assert_eq!(planned, Some((160, 320)), "the plan sees the oriented full size");
@@ -101,10 +101,12 @@ fn reduced_scale_decoding_matches_a_full_decode_and_is_only_used_when_allowed() 
     let path = photos_dir().join("img_0000.jpg");
     let full = rgb(decode_file(&path).unwrap());
 
-    let at_full = load_file_for_views(&path, &mut |_, _| 0.9).unwrap();
+    let at_full =
+        load_file_for_views(&path, &mut |_, _| ViewNeeds { min_scale: 0.9, rows: 1e9 }).unwrap();
     assert_eq!(at_full.pixels.width(), full.width(), "a 0.9 plan must not reduce");
 
-    let half = load_file_for_views(&path, &mut |_, _| 0.5).unwrap();
+    let half =
+        load_file_for_views(&path, &mut |_, _| ViewNeeds { min_scale: 0.5, rows: 1e9 }).unwrap();
     assert_eq!((half.full_width, half.full_height), full.dimensions());
     let half = rgb(half.pixels);
     assert_eq!(half.dimensions(), (full.width().div_ceil(2), full.height().div_ceil(2)));
@@ -127,6 +129,37 @@ fn reduced_scale_decoding_matches_a_full_decode_and_is_only_used_when_allowed() 
     }
     let mean = total / count;
     assert!(mean < 4.0, "mean difference to a 2×2 box average: {mean:.2} levels");
+}
+
+#[test]
+fn baseline_jpegs_are_decoded_only_down_to_the_rows_the_views_need() {
+    for name in ["img_0000.jpg", "img_0001.jpg", "img_0007.jpg"] {
+        let path = photos_dir().join(name);
+        let full = rgb(decode_file(&path).unwrap());
+        let cut = load_file_for_views(&path, &mut |_, _| ViewNeeds { min_scale: 1.0, rows: 100.5 })
+            .unwrap();
+        assert_eq!((cut.full_width, cut.full_height), full.dimensions(), "{name}");
+        assert_eq!(cut.scale, 1.0);
+        let cut = rgb(cut.pixels);
+        assert_eq!(cut.width(), full.width(), "{name}");
+        assert!(
+            (101..full.height()).contains(&cut.height()),
+            "{name}: {} rows decoded",
+            cut.height()
+        );
+        for y in 0..101 {
+            for x in 0..full.width() {
+                assert_eq!(cut.get_pixel(x, y), full.get_pixel(x, y), "{name}: pixel ({x}, {y})");
+            }
+        }
+    }
+
+    // Rotated pictures are decoded whole: their displayed rows are stored columns.
+    let bytes = jpeg_with_orientation(&RgbImage::from_pixel(64, 256, Rgb([9, 9, 9])), 6);
+    let loaded =
+        decode_for_views(&bytes, "rot6", &mut |_, _| ViewNeeds { min_scale: 1.0, rows: 10.0 })
+            .unwrap();
+    assert_eq!((loaded.pixels.width(), loaded.pixels.height()), (256, 64));
 }
 
 #[test]
@@ -227,6 +260,6 @@ fn undecodable_files_are_errors_naming_the_file() {
     );
 
     std::fs::write(&path, b"plain text").unwrap();
-    let err = load_file_for_views(&path, &mut |_, _| 1.0).unwrap_err();
+    let err = load_file_for_views(&path, &mut |_, _| ViewNeeds::everything()).unwrap_err();
     assert!(err.to_string().contains("broken.jpg"), "{err}");
 }

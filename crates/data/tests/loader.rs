@@ -257,3 +257,34 @@ fn configuration_errors_are_reported() {
     let subset = Subset::new(data, vec![0, 1, 2]).unwrap();
     assert_eq!(subset.len(), 3);
 }
+
+#[test]
+fn photo_views_equal_views_of_a_full_decode_although_decoding_stops_early() {
+    let data = photos(24);
+    let mut config = LoaderConfig::train(24, ViewConfig::square(224));
+    let teacher =
+        ViewConfig::square(160).with_interpolation(funmatch_data::Interpolation::Bilinear);
+    config.teacher = Some(teacher.clone());
+    let loader = Loader::new(data.clone(), config).unwrap();
+    let batch = loader.batch(0).unwrap();
+    for (k, &i) in batch.indices.iter().enumerate() {
+        let pixels =
+            funmatch_data::decode::decode_file(std::path::Path::new(&data.describe(i))).unwrap();
+        let v = loader.views_of(0, i, pixels.width(), pixels.height());
+        let mut want = vec![0.0; ViewConfig::square(224).floats()];
+        render(&pixels, v.student, v.student_flip, &ViewConfig::square(224), &mut want).unwrap();
+        assert!(
+            batch.student.image(k) == &want[..],
+            "student view of {} ({:?})",
+            data.describe(i),
+            v.student
+        );
+        let mut want = vec![0.0; teacher.floats()];
+        render(&pixels, v.student, v.student_flip, &teacher, &mut want).unwrap();
+        assert!(
+            batch.teacher.as_ref().unwrap().image(k) == &want[..],
+            "teacher view of {}",
+            data.describe(i)
+        );
+    }
+}
