@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod eval;
 mod export;
 mod fetch;
 mod model_arg;
@@ -33,6 +34,8 @@ enum Command {
     Predict(predict::PredictArgs),
     /// List the model zoo and the registered architectures.
     Models(models_cmd::ModelsArgs),
+    /// Evaluate teacher and students on ImageNet, its variants or Fashion-MNIST, side by side.
+    Eval(eval::EvalArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +46,7 @@ fn main() -> std::process::ExitCode {
         Command::Predict(args) => predict::run(args),
         Command::Export(args) => export::run(args),
         Command::Models(args) => models_cmd::run(args),
+        Command::Eval(args) => eval::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -88,11 +88,11 @@ pub enum EvalError {
 
     /// The data pipeline failed (layout, decoding beyond the tolerated share).
     #[error(transparent)]
-    Data(#[from] funmatch_data::DataError),
+    Data(Box<funmatch_data::DataError>),
 
     /// A model could not be loaded.
     #[error(transparent)]
-    Model(#[from] funmatch_models::ModelError),
+    Model(Box<funmatch_models::ModelError>),
 
     /// A tensor operation failed while running a model.
     #[error("running {model}: {source}")]
@@ -115,5 +115,18 @@ impl EvalError {
 
     pub(crate) fn labels(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         EvalError::Labels { path: path.into(), message: message.into() }
+    }
+}
+
+// Boxed so that `Result<_, EvalError>` stays small on the success path.
+impl From<funmatch_data::DataError> for EvalError {
+    fn from(e: funmatch_data::DataError) -> Self {
+        EvalError::Data(Box::new(e))
+    }
+}
+
+impl From<funmatch_models::ModelError> for EvalError {
+    fn from(e: funmatch_models::ModelError) -> Self {
+        EvalError::Model(Box::new(e))
     }
 }

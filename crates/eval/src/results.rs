@@ -184,7 +184,10 @@ fn axes(rows: &[ResultRow]) -> (Vec<String>, Vec<String>) {
     (sets, models)
 }
 
-fn pivot(rows: &[ResultRow]) -> (Vec<String>, Vec<String>, BTreeMap<(String, String), &ResultRow>) {
+/// Rows by (model, set).
+type Cells<'a> = BTreeMap<(String, String), &'a ResultRow>;
+
+fn pivot(rows: &[ResultRow]) -> (Vec<String>, Vec<String>, Cells<'_>) {
     let (sets, models) = axes(rows);
     // Later rows win: in a results folder they are the newer evaluations.
     let cells = rows.iter().map(|r| ((r.model.clone(), r.set.clone()), r)).collect();

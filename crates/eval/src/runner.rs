@@ -105,7 +105,7 @@ impl EvalModel {
         if let Some(s) = pre.std {
             view.std = s;
         }
-        view.validate(name).map_err(EvalError::Data)?;
+        view.validate(name)?;
         tracing::debug!(model = name, ?view, param_count, "model ready");
 
         Ok(EvalModel {
