@@ -8,6 +8,7 @@ mod fetch;
 mod model_arg;
 mod models_cmd;
 mod predict;
+mod train;
 mod zoo;
 
 #[derive(Parser)]
@@ -36,6 +37,10 @@ enum Command {
     Models(models_cmd::ModelsArgs),
     /// Evaluate teacher and students on ImageNet, its variants or Fashion-MNIST, side by side.
     Eval(eval::EvalArgs),
+    /// Train a model with cross-entropy (teachers on small data, from-scratch baselines).
+    Train(train::TrainArgs),
+    /// Distil teachers into a student by function matching (T²·KL on shared, mixed views).
+    Distill(train::DistillArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +52,8 @@ fn main() -> std::process::ExitCode {
         Command::Export(args) => export::run(args),
         Command::Models(args) => models_cmd::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Train(args) => train::run_train(args),
+        Command::Distill(args) => train::run_distill(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
