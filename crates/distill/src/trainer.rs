@@ -532,8 +532,9 @@ fn train_loader_config(
             lc.mixup = config.distill_mixup()?;
             // Training views never use crop_pct (an eval-view setting); a teacher view that
             // differs only there is the student's view, and gets the very same tensor.
-            lc.teacher =
-                teacher.filter(|t| (*t).clone().with_crop_pct(student.crop_pct) != *student).cloned();
+            lc.teacher = teacher
+                .filter(|t| (*t).clone().with_crop_pct(student.crop_pct) != *student)
+                .cloned();
             lc.mode = match config.loss.variant {
                 Variant::FunctionMatching | Variant::Consistent => ViewMode::Shared,
                 Variant::Independent => ViewMode::Independent,
