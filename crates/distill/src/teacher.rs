@@ -35,6 +35,10 @@ pub fn load_model_arg(
 }
 
 /// The frozen teacher (or ensemble).
+///
+/// Limitation: every member of an ensemble sees the same input, made with the first
+/// member's preprocessing at `teacher.image_size` (BiT's global pooling accepts any size, so
+/// a 384 px teacher runs at 224 px too, but not at its own resolution).
 pub struct Teacher {
     members: Vec<ResNetV2>,
     /// Teacher class of each data class, when the class spaces differ.

@@ -378,7 +378,8 @@ pub fn train(
 
         // Checkpoint: periodic failures are reported and the run goes on (the previous
         // checkpoint is intact); a stop request must leave a checkpoint or fail.
-        let stop = opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+        // A request that arrives during the last step simply lets the run finish.
+        let stop = done < total && opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
         if stop {
             save(&mut writer, &adam, done, examples_seen)?;
             progress.finish();
