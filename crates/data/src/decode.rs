@@ -110,7 +110,7 @@ impl JpegHeader {
         if !matches!(self.orientation, Orientation::NoTransforms | Orientation::FlipHorizontal) {
             return None;
         }
-        if !(rows < f64::from(self.height)) {
+        if rows.is_nan() || rows >= f64::from(self.height) {
             return None;
         }
         // Whole MCU rows of 16 lines plus one more, so that chroma upsampling at the cut sees
