@@ -28,6 +28,8 @@
 //! Panics are reserved for broken invariants of the caller: an example index at or beyond
 //! [`Dataset::len`].
 
+#![warn(missing_docs)]
+
 pub mod decode;
 pub mod imagenet;
 pub mod view;
