@@ -88,6 +88,7 @@ pub fn config_json(
             "stem_pool_pad": cfg.stem_pool_pad,
             "stem_pool_same": cfg.stem_pool_same,
             "groups": cfg.groups,
+            "bottle_ratio": cfg.bottle_ratio,
             "gn_eps": cfg.gn_eps,
             "ws_eps": cfg.ws_eps,
         },

@@ -324,7 +324,8 @@ pub fn infer_config(params: &Params, path: &Path) -> Result<BitConfig, ModelErro
     cfg.in_chans = stem[1];
     cfg.stem = if stem[2] == 7 { StemKind::Bit } else { StemKind::Small };
     if let Some(&c0) = cfg.channels.first() {
-        if mid > 0 {
+        // BiT's 1/4 unless stage 0 says otherwise (make_divisible may have rounded it up).
+        if mid > 0 && mid != cfg.mid_channels(0) {
             cfg.bottle_ratio = mid as f64 / c0 as f64;
         }
     }
@@ -485,6 +486,9 @@ fn apply_funmatch_block(block: &Value, cfg: &mut BitConfig) -> Result<(), String
     }
     if let Some(v) = block.get("groups").and_then(Value::as_u64) {
         cfg.groups = v as usize;
+    }
+    if let Some(v) = block.get("bottle_ratio").and_then(Value::as_f64) {
+        cfg.bottle_ratio = v;
     }
     if let Some(v) = block.get("gn_eps").and_then(Value::as_f64) {
         cfg.gn_eps = v;

@@ -18,9 +18,14 @@ fn small_config(stem: StemKind) -> BitConfig {
 
 #[test]
 fn saved_folder_reloads_with_identical_logits_and_settings() {
-    for stem in [StemKind::Bit, StemKind::Small] {
+    // Stage widths whose bottlenecks round up ([16, 32] → middles 8 and 8) keep their shape.
+    let mut rounded = small_config(StemKind::Small);
+    rounded.channels = vec![16, 32];
+    rounded.groups = 4;
+    let configs = [small_config(StemKind::Bit), small_config(StemKind::Small), rounded];
+    for cfg in configs {
+        let stem = cfg.stem;
         let dir = tempfile::tempdir().unwrap();
-        let cfg = small_config(stem);
         let params = init_params(&cfg, 3, &Device::Cpu).unwrap();
         let pre = PretrainedCfg { input_size: [3, 28, 28], crop_pct: 1.0, ..Default::default() };
         let labels: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
