@@ -4,7 +4,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::float::{uninit_vec, Float};
+use crate::float::{zeroed, Float};
 use crate::gemm::{matmul, Mat};
 
 /// Padding of the two spatial dimensions: `(top, bottom, left, right)`.
@@ -173,12 +173,12 @@ fn for_each_sample<T: Float>(
     match g.threads_over_batch() {
         Some(per_thread) => {
             out.par_chunks_mut(chunk).enumerate().with_min_len(per_thread).for_each_init(
-                || uninit_vec(scratch_len),
+                || zeroed(scratch_len),
                 |scratch, (i, dst)| f(i, dst, scratch, false),
             )
         }
         None => {
-            let mut scratch = uninit_vec(scratch_len);
+            let mut scratch = zeroed(scratch_len);
             for (i, dst) in out.chunks_mut(chunk).enumerate() {
                 f(i, dst, &mut scratch, true)
             }
@@ -188,7 +188,7 @@ fn for_each_sample<T: Float>(
 
 fn conv_forward<T: Float>(x: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
     let (k, p) = (g.k(), g.p());
-    let mut out = uninit_vec(g.n * g.o * p);
+    let mut out = zeroed(g.n * g.o * p);
     let pointwise = g.window.is_pointwise();
     let scratch = if pointwise { 0 } else { k * p };
     let kernel = Mat::new(weight, g.o, k);
@@ -209,7 +209,7 @@ fn conv_grad_input<T: Float>(grad: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
     let (k, p) = (g.k(), g.p());
     let sample = g.c * g.h * g.w;
     // Written whole: by the GEMM (1×1) or by col2im, which clears its sample first.
-    let mut out = uninit_vec(g.n * sample);
+    let mut out = zeroed(g.n * sample);
     let pointwise = g.window.is_pointwise();
     let scratch = if pointwise { 0 } else { k * p };
     let kernel_t = Mat::new(weight, g.o, k).t();
@@ -247,7 +247,7 @@ fn conv_grad_weight<T: Float>(x: &[T], grad: &[T], g: &Geometry) -> Vec<T> {
             .into_par_iter()
             .with_min_len(per_thread)
             .fold(
-                || (vec![T::ZERO; g.o * k], uninit_vec(scratch)),
+                || (vec![T::ZERO; g.o * k], zeroed(scratch)),
                 |(mut acc, mut cols), i| {
                     add_sample(i, &mut acc, &mut cols, false);
                     (acc, cols)
@@ -261,7 +261,7 @@ fn conv_grad_weight<T: Float>(x: &[T], grad: &[T], g: &Geometry) -> Vec<T> {
             .unwrap_or_else(|| vec![T::ZERO; g.o * k]),
         None => {
             let mut acc = vec![T::ZERO; g.o * k];
-            let mut cols = uninit_vec(scratch);
+            let mut cols = zeroed(scratch);
             for i in 0..g.n {
                 add_sample(i, &mut acc, &mut cols, true);
             }

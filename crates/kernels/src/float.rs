@@ -77,14 +77,9 @@ pub(crate) fn sum_sq_dev<T: Float>(xs: &[T], centre: f64) -> f64 {
     lanes.iter().sum::<f64>() + tail
 }
 
-/// A vector of `len` values whose contents are unspecified: for buffers that the caller
-/// overwrites completely before reading (GEMM destinations with `accumulate = false`, im2col
-/// columns, outputs written element by element). Skipping the zero fill saves a full pass over
-/// memory per buffer; candle allocates its own CPU outputs the same way.
-pub(crate) fn uninit_vec<T: Float>(len: usize) -> Vec<T> {
-    let mut v = Vec::with_capacity(len);
-    // SAFETY: `T` is f32 or f64: plain values with no drop glue and no invalid bit patterns,
-    // and every caller writes each element before reading it.
-    unsafe { v.set_len(len) };
-    v
+/// `len` zeros. Buffers that are overwritten whole (GEMM destinations, im2col columns) still
+/// start zeroed: large zeroed allocations come from the allocator's zeroed pages, and writing
+/// into uninitialised floats through a slice would be undefined behaviour in Rust.
+pub(crate) fn zeroed<T: Float>(len: usize) -> Vec<T> {
+    vec![T::ZERO; len]
 }

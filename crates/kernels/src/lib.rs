@@ -5,7 +5,8 @@
 //!   followed by `col2im`, the weight gradient a GEMM over the columns. Samples run in parallel
 //!   on rayon's pool; a batch smaller than the pool parallelises inside each GEMM instead.
 //! - [`group_norm`]: GroupNorm with its affine transform and an optional ReLU fused into one
-//!   pass forward and two passes backward.
+//!   op: per group, two reading passes for the statistics and one writing pass forward; the
+//!   backward recomputes the statistics instead of storing them, then needs two more passes.
 //! - [`standardize_weight`]: weight standardization (per output channel, zero mean and unit
 //!   biased variance) forward and backward.
 //!

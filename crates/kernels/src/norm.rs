@@ -6,7 +6,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Re
 use rayon::prelude::*;
 
 use crate::conv::with_two;
-use crate::float::{sum, sum_sq_dev, uninit_vec, Float};
+use crate::float::{sum, sum_sq_dev, zeroed, Float};
 
 /// Mean and `1 / sqrt(biased variance + eps)` of `xs`, two-pass for accuracy.
 fn moments<T: Float>(xs: &[T], eps: f64) -> (f64, f64) {
@@ -54,7 +54,7 @@ fn group_norm_forward<T: Float>(
     op: &GroupNorm,
 ) -> Vec<T> {
     let cpg = c / op.groups;
-    let mut out = uninit_vec(n * c * s);
+    let mut out = zeroed(n * c * s);
     out.par_chunks_mut(cpg * s).enumerate().for_each(|(ng, dst)| {
         let src = &x[ng * cpg * s..(ng + 1) * cpg * s];
         let (mean, rstd) = moments(src, op.eps);
@@ -88,7 +88,7 @@ fn group_norm_backward<T: Float>(
 ) -> Vec<T> {
     let cpg = c / op.groups;
     let total = n * c * s;
-    let mut out = uninit_vec(total + 2 * c);
+    let mut out = zeroed(total + 2 * c);
     let (dx, rest) = out.split_at_mut(total);
     rest.fill(T::ZERO);
     // Per-sample partial sums of the affine gradients, [N, C] each; summed over N at the end.

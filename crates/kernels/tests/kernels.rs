@@ -203,3 +203,20 @@ fn kernels_reject_mismatched_shapes_and_dtypes_with_errors() {
     let err = conv2d(&x, &w32, 1, (1, 1, 1, 1)).unwrap_err();
     assert!(err.to_string().contains("f32"), "{err}");
 }
+
+#[test]
+fn conv2d_on_a_constant_input_still_gives_the_exact_weight_gradient() {
+    // The backward skips the input-gradient GEMM when the input records no graph (an image
+    // batch); the weight gradient must not depend on that shortcut.
+    let x = randn(&[4, 3, 7, 6], 18);
+    let weight = Var::from_tensor(&randn(&[5, 3, 3, 3], 19)).unwrap();
+    let r = randn(&[4, 5, 4, 3], 20);
+    let vars = [weight];
+    let loss = || {
+        let y = conv2d(&x, vars[0].as_tensor(), 2, (1, 1, 1, 1)).unwrap();
+        (y * &r).unwrap().sum_all().unwrap()
+    };
+    check_grad("constant input: grad w", &vars, 0, &loss, 135);
+    let grads = loss().backward().unwrap();
+    assert!(grads.get(&x).is_none(), "a constant input received a gradient");
+}
