@@ -50,7 +50,10 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         (model_arg::load(&args.source, &Device::Cpu)?, None)
     };
     let name = args.name.clone().unwrap_or_else(|| {
-        args.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
+        args.out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into())
     });
     let opts = ExportOptions {
         format: match args.format {
