@@ -171,12 +171,11 @@ fn for_each_sample<T: Float>(
     f: impl Fn(usize, &mut [T], &mut Vec<T>, bool) + Sync,
 ) {
     match g.threads_over_batch() {
-        Some(per_thread) => {
-            out.par_chunks_mut(chunk).enumerate().with_min_len(per_thread).for_each_init(
-                || zeroed(scratch_len),
-                |scratch, (i, dst)| f(i, dst, scratch, false),
-            )
-        }
+        Some(per_thread) => out
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .with_min_len(per_thread)
+            .for_each_init(|| zeroed(scratch_len), |scratch, (i, dst)| f(i, dst, scratch, false)),
         None => {
             let mut scratch = zeroed(scratch_len);
             for (i, dst) in out.chunks_mut(chunk).enumerate() {
