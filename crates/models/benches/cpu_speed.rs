@@ -220,7 +220,7 @@ impl Adam {
     }
 
     fn step(&mut self, grads: &candle_core::backprop::GradStore, lr: f64) -> Result<()> {
-        let (b1, b2, eps) = (0.9, 0.999, 1e-8);
+        let (b1, b2, eps): (f64, f64, f64) = (0.9, 0.999, 1e-8);
         self.t += 1;
         let (c1, c2) = (1.0 - b1.powi(self.t), 1.0 - b2.powi(self.t));
         for (i, var) in self.vars.iter().enumerate() {
