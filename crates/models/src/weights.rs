@@ -50,7 +50,14 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel, ModelErro
     };
 
     let is_npz = weights_path.extension().is_some_and(|e| e == "npz");
-    let raw = if is_npz { read_npz(&weights_path)? } else { read_safetensors(&weights_path)? };
+    let is_index = weights_path.to_string_lossy().ends_with(".safetensors.index.json");
+    let raw = if is_npz {
+        read_npz(&weights_path)?
+    } else if is_index {
+        read_sharded(&weights_path)?
+    } else {
+        read_safetensors(&weights_path)?
+    };
     let format = if is_npz {
         WeightFormat::BigTransferNpz
     } else if raw.keys().any(|k| k.starts_with("bit.")) {
@@ -101,6 +108,10 @@ fn locate(path: &Path) -> Result<(PathBuf, Option<PathBuf>), ModelError> {
     let safetensors = path.join("model.safetensors");
     if safetensors.is_file() {
         return Ok((safetensors, config));
+    }
+    let index = path.join("model.safetensors.index.json");
+    if index.is_file() {
+        return Ok((index, config));
     }
     let entries = std::fs::read_dir(path).map_err(|e| ModelError::io(path, e))?;
     let mut npz: Vec<PathBuf> = entries
@@ -159,6 +170,34 @@ pub fn read_safetensors(path: &Path) -> Result<Params, ModelError> {
         )
         .map_err(|e| bad(format!("tensor {name}: {e}")))?;
         params.insert(name, tensor.to_dtype(DType::F32)?);
+    }
+    Ok(params)
+}
+
+/// Reads a sharded checkpoint: `model.safetensors.index.json` names the shard of each tensor.
+fn read_sharded(index: &Path) -> Result<Params, ModelError> {
+    let bad = |msg: String| ModelError::Safetensors { path: index.to_path_buf(), msg };
+    let json = read_json(index)?;
+    let map = json
+        .get("weight_map")
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad("no \"weight_map\" object".into()))?;
+    let mut shards: Vec<&str> = map.values().filter_map(Value::as_str).collect();
+    shards.sort_unstable();
+    shards.dedup();
+
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let mut params = Params::new();
+    for shard in shards {
+        if shard.contains('/') || shard.contains('\\') || shard.starts_with('.') {
+            return Err(bad(format!("shard name {shard:?} leaves the model folder")));
+        }
+        params.extend(read_safetensors(&dir.join(shard))?);
+    }
+    for (name, shard) in map {
+        if !params.contains_key(name) {
+            return Err(bad(format!("tensor {name} is not in its shard {shard}")));
+        }
     }
     Ok(params)
 }

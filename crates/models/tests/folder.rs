@@ -133,3 +133,62 @@ fn transformers_preprocessor_config_sets_the_eval_view() {
     let msg = load_model(dir.path(), &Device::Cpu).unwrap_err().to_string();
     assert!(msg.contains("preprocessor_config.json") && msg.contains("resample 0"), "{msg}");
 }
+
+#[test]
+fn sharded_safetensors_load_like_a_single_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_config(StemKind::Bit);
+    let params = init_params(&cfg, 4, &Device::Cpu).unwrap();
+    save_model_folder(dir.path(), &cfg, &PretrainedCfg::default(), None, &params).unwrap();
+    std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
+
+    // Two shards: the head in one, everything else in the other.
+    let mut weight_map = serde_json::Map::new();
+    let (mut head, mut body) = (std::collections::HashMap::new(), std::collections::HashMap::new());
+    for (name, t) in &params {
+        let shard = if name.starts_with("head.") {
+            "model-00002-of-00002.safetensors"
+        } else {
+            "model-00001-of-00002.safetensors"
+        };
+        weight_map.insert(name.clone(), serde_json::json!(shard));
+        if name.starts_with("head.") {
+            head.insert(name.clone(), t.clone())
+        } else {
+            body.insert(name.clone(), t.clone())
+        };
+    }
+    candle_core::safetensors::save(&body, dir.path().join("model-00001-of-00002.safetensors"))
+        .unwrap();
+    candle_core::safetensors::save(&head, dir.path().join("model-00002-of-00002.safetensors"))
+        .unwrap();
+    let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
+    std::fs::write(dir.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+
+    let loaded = load_model(dir.path(), &Device::Cpu).unwrap();
+    assert_eq!(loaded.config, cfg);
+    for (name, t) in &params {
+        let diff = (t - &loaded.params[name])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{name}");
+    }
+
+    // A shard that does not hold what the index says is named in the error.
+    std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).unwrap();
+    candle_core::safetensors::save(
+        &std::collections::HashMap::from([(
+            "x".to_string(),
+            Tensor::zeros(1, candle_core::DType::F32, &Device::Cpu).unwrap(),
+        )]),
+        dir.path().join("model-00002-of-00002.safetensors"),
+    )
+    .unwrap();
+    let msg = load_model(dir.path(), &Device::Cpu).unwrap_err().to_string();
+    assert!(msg.contains("model.safetensors.index.json") && msg.contains("head.fc"), "{msg}");
+}
