@@ -269,7 +269,7 @@ fn conv_grad_weight<T: Float>(x: &[T], grad: &[T], g: &Geometry) -> Vec<T> {
     }
 }
 
-fn dims4(layout: &Layout, op: &str, what: &str) -> Result<(usize, usize, usize, usize)> {
+pub(crate) fn dims4(layout: &Layout, op: &str, what: &str) -> Result<(usize, usize, usize, usize)> {
     if !layout.is_contiguous() {
         candle_core::bail!("{op}: {what} must be contiguous")
     }

@@ -22,9 +22,11 @@ mod conv;
 mod float;
 mod gemm;
 mod norm;
+mod pool;
 
 pub use conv::{conv2d, Pad4, Window};
 pub use norm::{group_norm, standardize_weight};
+pub use pool::max_pool2d;
 
 use candle_core::{DType, Tensor};
 
