@@ -12,7 +12,7 @@ use crate::dataset::{Dataset, ViewNeeds};
 use crate::rng::{Rng, Stream};
 use std::mem::MaybeUninit;
 
-use crate::view::{eval_crop, inception_crop, render_uninit, Crop, ViewConfig};
+use crate::view::{eval_crop, inception_crop_in, render_uninit, Crop, ViewConfig, INCEPTION_AREA};
 use crate::DataError;
 
 /// How the teacher's view relates to the student's when training (the paper's variants).
@@ -40,6 +40,8 @@ pub struct LoaderConfig {
     pub mode: ViewMode,
     /// Mixup with coefficient `a ~ Beta(p, p)`, `a = max(a, 1 − a)`, once per batch.
     pub mixup: Option<f32>,
+    /// Area share range of the training crops (inception crop); default [`INCEPTION_AREA`].
+    pub crop_area: (f64, f64),
     /// The student's input.
     pub student: ViewConfig,
     /// The teacher's input when it differs from the student's; `None` = the student's.
@@ -66,6 +68,7 @@ impl LoaderConfig {
             train: true,
             mode: ViewMode::Shared,
             mixup: None,
+            crop_area: INCEPTION_AREA,
             student,
             teacher: None,
             drop_last: true,
@@ -584,7 +587,7 @@ impl Inner {
         let key = [epoch as u64, index as u64];
         let (student, flip) = if config.train {
             let mut rng = Rng::keyed(config.seed, Stream::View, &key);
-            (inception_crop(&mut rng, width, height), rng.uniform() < 0.5)
+            (inception_crop_in(&mut rng, width, height, config.crop_area), rng.uniform() < 0.5)
         } else {
             (eval_crop(width, height, &config.student), false)
         };
@@ -593,7 +596,10 @@ impl Inner {
             TeacherPlan::SharedCrop(_) => (Some(student), flip),
             TeacherPlan::OwnCrop(_) => {
                 let mut rng = Rng::keyed(config.seed, Stream::TeacherView, &key);
-                (Some(inception_crop(&mut rng, width, height)), rng.uniform() < 0.5)
+                (
+                    Some(inception_crop_in(&mut rng, width, height, config.crop_area)),
+                    rng.uniform() < 0.5,
+                )
             }
             TeacherPlan::Eval(view) => (Some(eval_crop(width, height, view)), false),
         };

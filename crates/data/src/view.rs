@@ -143,19 +143,25 @@ impl Crop {
     }
 }
 
-/// An inception crop ("random resized crop") of a `width × height` image.
+/// An inception crop ("random resized crop") of a `width × height` image, with the recipe's
+/// area range [`INCEPTION_AREA`]; see [`inception_crop_in`].
+pub fn inception_crop(rng: &mut Rng, width: u32, height: u32) -> Crop {
+    inception_crop_in(rng, width, height, INCEPTION_AREA)
+}
+
+/// An inception crop whose area share is drawn from `area` (`0 < lo ≤ hi ≤ 1`).
 ///
-/// Up to ten tries draw an area share in [`INCEPTION_AREA`] and a log-uniform aspect ratio in
+/// Up to ten tries draw an area share in `area` and a log-uniform aspect ratio in
 /// [`INCEPTION_RATIO`], and keep the first rectangle (rounded to whole pixels) that fits,
 /// at a uniform position. If none fits, the fallback is the largest centred crop whose aspect
 /// ratio is clamped to the range (the whole image when its own ratio is inside).
-pub fn inception_crop(rng: &mut Rng, width: u32, height: u32) -> Crop {
+pub fn inception_crop_in(rng: &mut Rng, width: u32, height: u32, area_share: (f64, f64)) -> Crop {
     let (w, h) = (f64::from(width), f64::from(height));
     let area = w * h;
     let (log_lo, log_hi) = (INCEPTION_RATIO.0.ln(), INCEPTION_RATIO.1.ln());
 
     for _ in 0..INCEPTION_ATTEMPTS {
-        let target = area * rng.uniform_in(INCEPTION_AREA.0, INCEPTION_AREA.1);
+        let target = area * rng.uniform_in(area_share.0, area_share.1);
         let ratio = rng.uniform_in(log_lo, log_hi).exp();
         let cw = (target * ratio).sqrt().round();
         let ch = (target / ratio).sqrt().round();

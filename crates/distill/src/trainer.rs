@@ -527,6 +527,7 @@ fn train_loader_config(
     lc.seed = config.seed;
     lc.workers = config.data.workers;
     lc.prefetch = config.data.prefetch;
+    lc.crop_area = (config.data.crop_area[0], config.data.crop_area[1]);
     match task {
         Task::Supervised => lc.mixup = config.supervised_mixup(),
         Task::Distill => {

@@ -6,7 +6,8 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Re
 use rayon::prelude::*;
 
 use crate::conv::with_two;
-use crate::float::{sum, sum_sq_dev, zeroed, Float};
+use crate::float::{sum, sum_sq_dev, zeroed, Float, BLOCK};
+use std::sync::Mutex;
 
 /// Mean and `1 / sqrt(biased variance + eps)` of `xs`, two-pass for accuracy.
 fn moments<T: Float>(xs: &[T], eps: f64) -> (f64, f64) {
@@ -24,6 +25,8 @@ struct GroupNorm {
     groups: usize,
     eps: f64,
     relu: bool,
+    /// `(mean, rstd)` of each (sample, group), kept by the forward pass for the backward one.
+    stats: Mutex<Vec<(f64, f64)>>,
 }
 
 /// `(x, y, grad y) → [grad x (N·C·S values), grad weight (C), grad bias (C)]` flattened, with
@@ -33,6 +36,8 @@ struct GroupNormGrad {
     eps: f64,
     relu: bool,
     weight: Vec<f64>,
+    /// The forward pass's statistics; recomputed from the input when absent.
+    stats: Vec<(f64, f64)>,
 }
 
 /// `[N, C, S...]` as `(N, C, S)`, contiguous.
@@ -55,27 +60,32 @@ fn group_norm_forward<T: Float>(
 ) -> Vec<T> {
     let cpg = c / op.groups;
     let mut out = zeroed(n * c * s);
-    out.par_chunks_mut(cpg * s).enumerate().for_each(|(ng, dst)| {
-        let src = &x[ng * cpg * s..(ng + 1) * cpg * s];
-        let (mean, rstd) = moments(src, op.eps);
-        let first = (ng % op.groups) * cpg;
-        for j in 0..cpg {
-            let scale = rstd * weight[first + j].to_f64();
-            let shift = bias[first + j].to_f64() - mean * scale;
-            let (scale, shift) = (T::from_f64(scale), T::from_f64(shift));
-            let (src, dst) = (&src[j * s..(j + 1) * s], &mut dst[j * s..(j + 1) * s]);
-            if op.relu {
-                for (d, &v) in dst.iter_mut().zip(src) {
-                    let y = v * scale + shift;
-                    *d = if y > T::ZERO { y } else { T::ZERO };
-                }
-            } else {
-                for (d, &v) in dst.iter_mut().zip(src) {
-                    *d = v * scale + shift;
+    let mut stats = vec![(0.0, 0.0); n * op.groups];
+    out.par_chunks_mut(cpg * s).zip(stats.par_iter_mut()).enumerate().for_each(
+        |(ng, (dst, st))| {
+            let src = &x[ng * cpg * s..(ng + 1) * cpg * s];
+            let (mean, rstd) = moments(src, op.eps);
+            *st = (mean, rstd);
+            let first = (ng % op.groups) * cpg;
+            for j in 0..cpg {
+                let scale = rstd * weight[first + j].to_f64();
+                let shift = bias[first + j].to_f64() - mean * scale;
+                let (scale, shift) = (T::from_f64(scale), T::from_f64(shift));
+                let (src, dst) = (&src[j * s..(j + 1) * s], &mut dst[j * s..(j + 1) * s]);
+                if op.relu {
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        let y = v * scale + shift;
+                        *d = if y > T::ZERO { y } else { T::ZERO };
+                    }
+                } else {
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        *d = v * scale + shift;
+                    }
                 }
             }
-        }
-    });
+        },
+    );
+    *op.stats.lock().unwrap_or_else(|e| e.into_inner()) = stats;
     out
 }
 
@@ -103,7 +113,7 @@ fn group_norm_backward<T: Float>(
         .for_each(|(ng, ((dst, dw), db))| {
             let range = ng * cpg * s..(ng + 1) * cpg * s;
             let (x, y, gy) = (&x[range.clone()], &y[range.clone()], &gy[range]);
-            let (mean, rstd) = moments(x, op.eps);
+            let (mean, rstd) = op.stats.get(ng).copied().unwrap_or_else(|| moments(x, op.eps));
             let first = (ng % op.groups) * cpg;
 
             // Per channel: Σ g and Σ g·x̂, where g is the gradient through the ReLU.
@@ -146,23 +156,30 @@ fn group_norm_backward<T: Float>(
     out
 }
 
-/// `(Σ g, Σ g·x)` over one channel, `g` masked by the ReLU when `relu`; f64 lanes vectorise.
+/// `(Σ g, Σ g·x)` over one channel, `g` masked by the ReLU when `relu`; sixteen lanes in the
+/// element type per block of [`BLOCK`] values, blocks joined in f64.
 fn channel_sums<T: Float>(x: &[T], y: &[T], gy: &[T], relu: bool) -> (f64, f64) {
-    let (mut sg, mut sgx) = ([0f64; 8], [0f64; 8]);
-    let mut i = 0;
-    while i + 8 <= x.len() {
-        for l in 0..8 {
-            let g = if !relu || y[i + l] > T::ZERO { gy[i + l].to_f64() } else { 0.0 };
-            sg[l] += g;
-            sgx[l] += g * x[i + l].to_f64();
+    let (mut tg, mut tgx) = (0f64, 0f64);
+    for start in (0..x.len()).step_by(BLOCK) {
+        let end = (start + BLOCK).min(x.len());
+        let (x, y, gy) = (&x[start..end], &y[start..end], &gy[start..end]);
+        let (mut sg, mut sgx) = ([T::ZERO; 16], [T::ZERO; 16]);
+        let mut i = 0;
+        while i + 16 <= x.len() {
+            for l in 0..16 {
+                let g = if !relu || y[i + l] > T::ZERO { gy[i + l] } else { T::ZERO };
+                sg[l] += g;
+                sgx[l] += g * x[i + l];
+            }
+            i += 16;
         }
-        i += 8;
-    }
-    let (mut tg, mut tgx) = (sg.iter().sum::<f64>(), sgx.iter().sum::<f64>());
-    for j in i..x.len() {
-        let g = if !relu || y[j] > T::ZERO { gy[j].to_f64() } else { 0.0 };
-        tg += g;
-        tgx += g * x[j].to_f64();
+        for j in i..x.len() {
+            let g = if !relu || y[j] > T::ZERO { gy[j] } else { T::ZERO };
+            sg[0] += g;
+            sgx[0] += g * x[j];
+        }
+        tg += sg.iter().map(|v| v.to_f64()).sum::<f64>();
+        tgx += sgx.iter().map(|v| v.to_f64()).sum::<f64>();
     }
     (tg, tgx)
 }
@@ -232,6 +249,7 @@ impl CustomOp3 for GroupNorm {
             eps: self.eps,
             relu: self.relu,
             weight: weight.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?,
+            stats: std::mem::take(&mut *self.stats.lock().unwrap_or_else(|e| e.into_inner())),
         };
         let packed = x.apply_op3_no_bwd(res, &grad.contiguous()?, &op)?;
         let total = x.elem_count();
@@ -298,7 +316,7 @@ pub fn group_norm(
     if groups == 0 || c % groups != 0 {
         candle_core::bail!("group_norm: {c} channels do not split into {groups} groups")
     }
-    let op = GroupNorm { groups, eps, relu };
+    let op = GroupNorm { groups, eps, relu, stats: Mutex::new(Vec::new()) };
     x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)
 }
 

@@ -169,6 +169,39 @@ fn group_norm_gradients_match_finite_differences() {
 }
 
 #[test]
+fn group_norm_f32_gradients_match_f64_across_block_boundaries() {
+    // 24×24 = 576 values per channel: more than one block of the f32 partial sums, with a
+    // tail; an offset mean of 3 checks the centring.
+    let x = (randn(&[2, 8, 24, 24], 21) + 3.0).unwrap();
+    let (w, b) = (randn(&[8], 22), randn(&[8], 23));
+    let r = randn(&[2, 8, 24, 24], 24);
+    let grads = |dtype: DType| {
+        let vars: Vec<Var> = [&x, &w, &b]
+            .iter()
+            .map(|t| Var::from_tensor(&t.to_dtype(dtype).unwrap()).unwrap())
+            .collect();
+        let y = group_norm(
+            vars[0].as_tensor(),
+            2,
+            vars[1].as_tensor(),
+            vars[2].as_tensor(),
+            1e-5,
+            true,
+        )
+        .unwrap();
+        let loss = (y * r.to_dtype(dtype).unwrap()).unwrap().sum_all().unwrap();
+        let store = loss.backward().unwrap();
+        vars.iter().map(|v| store.get(v.as_tensor()).unwrap().clone()).collect::<Vec<_>>()
+    };
+    let (g32, g64) = (grads(DType::F32), grads(DType::F64));
+    for (name, (a, b)) in ["x", "weight", "bias"].iter().zip(g32.iter().zip(&g64)) {
+        let scale = max_abs_diff(b, &b.zeros_like().unwrap()).max(1.0);
+        let diff = max_abs_diff(a, b) / scale;
+        assert!(diff < 1e-5, "f32 group norm grad {name}: relative max diff {diff}");
+    }
+}
+
+#[test]
 fn standardize_weight_matches_formula_and_finite_differences() {
     let w = randn(&[5, 3, 3, 3], 13);
     let flat = w.flatten_from(1).unwrap();
