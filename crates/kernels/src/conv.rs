@@ -354,22 +354,35 @@ impl CustomOp2 for Conv2d {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (_, _, height, width) = x.dims4()?;
-        let grad = grad.contiguous()?;
         // The input gradient of a first layer (an image batch) is never used: skip its GEMM.
-        let grad_x = if x.track_op() {
-            let op = Conv2dGradInput { window: self.window, height, width };
-            Some(grad.apply_op2_no_bwd(weight, &op)?)
-        } else {
-            None
-        };
-        let grad_w = if weight.track_op() {
-            Some(x.apply_op2_no_bwd(&grad, &Conv2dGradWeight { window: self.window })?)
-        } else {
-            None
-        };
-        Ok((grad_x, grad_w))
+        conv_grads(x, weight, grad, self.window, x.track_op(), weight.track_op())
     }
+}
+
+/// The input gradient (when `want_x`) and the weight gradient (when `want_w`) of a
+/// convolution over `window`, given the gradient of its output. Records no graph.
+fn conv_grads(
+    x: &Tensor,
+    weight: &Tensor,
+    grad: &Tensor,
+    window: Window,
+    want_x: bool,
+    want_w: bool,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let (_, _, height, width) = x.dims4()?;
+    let grad = grad.contiguous()?;
+    let grad_x = if want_x {
+        let op = Conv2dGradInput { window, height, width };
+        Some(grad.apply_op2_no_bwd(&weight.contiguous()?, &op)?)
+    } else {
+        None
+    };
+    let grad_w = if want_w {
+        Some(x.contiguous()?.apply_op2_no_bwd(&grad, &Conv2dGradWeight { window })?)
+    } else {
+        None
+    };
+    Ok((grad_x, grad_w))
 }
 
 impl CustomOp2 for Conv2dGradInput {
@@ -438,4 +451,31 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, pad: Pad4) -> Result<T
     let (_, _, kh, kw) = weight.dims4()?;
     let window = Window { kernel: (kh, kw), stride: (stride, stride), pad };
     x.contiguous()?.apply_op2(&weight.contiguous()?, Conv2d { window })
+}
+
+/// [`conv2d`] without a gradient graph, for callers that run their own backward pass with
+/// [`conv2d_backward`].
+pub fn conv2d_forward(x: &Tensor, weight: &Tensor, stride: usize, pad: Pad4) -> Result<Tensor> {
+    let (_, _, kh, kw) = weight.dims4()?;
+    let window = Window { kernel: (kh, kw), stride: (stride, stride), pad };
+    x.contiguous()?.apply_op2_no_bwd(&weight.contiguous()?, &Conv2d { window })
+}
+
+/// Gradients of [`conv2d_forward`] from the gradient `grad` `[N, O, Ho, Wo]` of its output:
+/// `(grad x, grad weight)`, the input gradient only when `want_input` (a first layer's input
+/// is an image batch that needs none). Records no graph.
+pub fn conv2d_backward(
+    x: &Tensor,
+    weight: &Tensor,
+    grad: &Tensor,
+    stride: usize,
+    pad: Pad4,
+    want_input: bool,
+) -> Result<(Option<Tensor>, Tensor)> {
+    let (_, _, kh, kw) = weight.dims4()?;
+    let window = Window { kernel: (kh, kw), stride: (stride, stride), pad };
+    let (grad_x, grad_w) = conv_grads(x, weight, grad, window, want_input, true)?;
+    let grad_w =
+        grad_w.ok_or_else(|| candle_core::Error::Msg("conv2d: no weight gradient".into()))?;
+    Ok((grad_x, grad_w))
 }

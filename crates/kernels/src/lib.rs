@@ -10,6 +10,10 @@
 //! - [`standardize_weight`]: weight standardization (per output channel, zero mean and unit
 //!   biased variance) forward and backward.
 //!
+//! Every op also comes as a graph-free pair, `*_forward` and `*_backward`, for callers that
+//! keep their own tape and run the backward pass by hand (candle's autograd allocates and
+//! adds a zero gradient for every node, which costs as much as a GEMM layer here).
+//!
 //! The kernels run on the CPU for `f32` and `f64` (f64 so that tests can compare gradients
 //! with finite differences). Callers choose them with [`supports`] and keep another path for
 //! other devices and dtypes; on those the ops return an error rather than a wrong result.
@@ -24,9 +28,12 @@ mod gemm;
 mod norm;
 mod pool;
 
-pub use conv::{conv2d, Pad4, Window};
-pub use norm::{group_norm, standardize_weight};
-pub use pool::max_pool2d;
+pub use conv::{conv2d, conv2d_backward, conv2d_forward, Pad4, Window};
+pub use norm::{
+    group_norm, group_norm_backward, group_norm_forward, standardize_weight,
+    standardize_weight_backward, standardize_weight_forward, GroupNormSpec, GroupNormStats,
+};
+pub use pool::{max_pool2d, max_pool2d_backward, max_pool2d_forward};
 
 use candle_core::{DType, Tensor};
 

@@ -51,7 +51,7 @@ fn dims_ncs(layout: &Layout, op: &str, what: &str) -> Result<(usize, usize, usiz
     }
 }
 
-fn group_norm_forward<T: Float>(
+fn group_norm_slices<T: Float>(
     x: &[T],
     (n, c, s): (usize, usize, usize),
     weight: &[T],
@@ -89,7 +89,7 @@ fn group_norm_forward<T: Float>(
     out
 }
 
-fn group_norm_backward<T: Float>(
+fn group_norm_grad_slices<T: Float>(
     x: &[T],
     y: &[T],
     gy: &[T],
@@ -220,10 +220,10 @@ impl CustomOp3 for GroupNorm {
         let (o1, o2, o3) = (l1.start_offset(), l2.start_offset(), l3.start_offset());
         let out = match (s1, s2, s3) {
             (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => CpuStorage::F32(
-                group_norm_forward(&x[o1..], dims, &w[o2..o2 + c], &b[o3..o3 + c], self),
+                group_norm_slices(&x[o1..], dims, &w[o2..o2 + c], &b[o3..o3 + c], self),
             ),
             (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => CpuStorage::F64(
-                group_norm_forward(&x[o1..], dims, &w[o2..o2 + c], &b[o3..o3 + c], self),
+                group_norm_slices(&x[o1..], dims, &w[o2..o2 + c], &b[o3..o3 + c], self),
             ),
             (x, w, b) => candle_core::bail!(
                 "group-norm: expected f32 or f64 input, weight and bias of one dtype, found {:?}, {:?}, {:?}",
@@ -243,21 +243,99 @@ impl CustomOp3 for GroupNorm {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let c = weight.elem_count();
-        let op = GroupNormGrad {
-            groups: self.groups,
-            eps: self.eps,
-            relu: self.relu,
-            weight: weight.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?,
-            stats: std::mem::take(&mut *self.stats.lock().unwrap_or_else(|e| e.into_inner())),
-        };
-        let packed = x.apply_op3_no_bwd(res, &grad.contiguous()?, &op)?;
-        let total = x.elem_count();
-        let grad_x = packed.narrow(0, 0, total)?.reshape(x.shape())?;
-        let grad_w = packed.narrow(0, total, c)?.reshape(weight.shape())?;
-        let grad_b = packed.narrow(0, total + c, c)?.reshape(weight.shape())?;
+        let stats = std::mem::take(&mut *self.stats.lock().unwrap_or_else(|e| e.into_inner()));
+        let spec = GroupNormSpec { groups: self.groups, eps: self.eps, relu: self.relu };
+        let (grad_x, grad_w, grad_b) =
+            group_norm_grads(x, res, grad, weight, spec, GroupNormStats(stats))?;
         Ok((Some(grad_x), Some(grad_w), Some(grad_b)))
     }
+}
+
+/// `(grad x, grad weight, grad bias)` of a GroupNorm with input `x` and output `y`, from the
+/// gradient `grad` of its output. Records no graph.
+fn group_norm_grads(
+    x: &Tensor,
+    y: &Tensor,
+    grad: &Tensor,
+    weight: &Tensor,
+    spec: GroupNormSpec,
+    stats: GroupNormStats,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let c = weight.elem_count();
+    let op = GroupNormGrad {
+        groups: spec.groups,
+        eps: spec.eps,
+        relu: spec.relu,
+        weight: weight.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?,
+        stats: stats.0,
+    };
+    let packed = x.contiguous()?.apply_op3_no_bwd(&y.contiguous()?, &grad.contiguous()?, &op)?;
+    let total = x.elem_count();
+    let grad_x = packed.narrow(0, 0, total)?.reshape(x.shape())?;
+    let grad_w = packed.narrow(0, total, c)?.reshape(weight.shape())?;
+    let grad_b = packed.narrow(0, total + c, c)?.reshape(weight.shape())?;
+    Ok((grad_x, grad_w, grad_b))
+}
+
+/// The settings of one GroupNorm (+ ReLU), for [`group_norm_forward`] and
+/// [`group_norm_backward`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GroupNormSpec {
+    /// Number of groups; must divide the channels.
+    pub groups: usize,
+    /// Added to the variance.
+    pub eps: f64,
+    /// Whether a ReLU follows the affine transform.
+    pub relu: bool,
+}
+
+/// What [`group_norm_forward`] keeps for [`group_norm_backward`]: the mean and reciprocal
+/// standard deviation of every (sample, group).
+#[derive(Debug, Clone, Default)]
+pub struct GroupNormStats(Vec<(f64, f64)>);
+
+/// [`group_norm`] without a gradient graph; also returns the statistics its backward pass
+/// needs. CPU `f32`/`f64` only.
+pub fn group_norm_forward(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    spec: GroupNormSpec,
+) -> Result<(Tensor, GroupNormStats)> {
+    let c = x.dim(1)?;
+    if spec.groups == 0 || c % spec.groups != 0 {
+        candle_core::bail!("group_norm: {c} channels do not split into {} groups", spec.groups)
+    }
+    let op = GroupNorm {
+        groups: spec.groups,
+        eps: spec.eps,
+        relu: spec.relu,
+        stats: Mutex::new(Vec::new()),
+    };
+    let y = x.contiguous()?.apply_op3_no_bwd(&weight.contiguous()?, &bias.contiguous()?, &op)?;
+    let stats = std::mem::take(&mut *op.stats.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok((y, GroupNormStats(stats)))
+}
+
+/// Gradients of [`group_norm_forward`] (input `x`, output `y`, `stats` from that call) from
+/// the gradient `grad` of its output: `(grad x, grad weight, grad bias)`. Records no graph.
+pub fn group_norm_backward(
+    x: &Tensor,
+    y: &Tensor,
+    grad: &Tensor,
+    weight: &Tensor,
+    spec: GroupNormSpec,
+    stats: GroupNormStats,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    if x.dims() != y.dims() || x.dims() != grad.dims() {
+        candle_core::bail!(
+            "group_norm_backward: input {:?}, output {:?} and gradient {:?} must have one shape",
+            x.dims(),
+            y.dims(),
+            grad.dims()
+        )
+    }
+    group_norm_grads(x, y, grad, weight, spec, stats)
 }
 
 impl CustomOp3 for GroupNormGrad {
@@ -288,10 +366,10 @@ impl CustomOp3 for GroupNormGrad {
         let (o1, o2, o3) = (l1.start_offset(), l2.start_offset(), l3.start_offset());
         let out = match (s1, s2, s3) {
             (CpuStorage::F32(x), CpuStorage::F32(y), CpuStorage::F32(g)) => {
-                CpuStorage::F32(group_norm_backward(&x[o1..], &y[o2..], &g[o3..], dims, self))
+                CpuStorage::F32(group_norm_grad_slices(&x[o1..], &y[o2..], &g[o3..], dims, self))
             }
             (CpuStorage::F64(x), CpuStorage::F64(y), CpuStorage::F64(g)) => {
-                CpuStorage::F64(group_norm_backward(&x[o1..], &y[o2..], &g[o3..], dims, self))
+                CpuStorage::F64(group_norm_grad_slices(&x[o1..], &y[o2..], &g[o3..], dims, self))
             }
             (x, ..) => candle_core::bail!("group-norm-grad: unsupported dtype {:?}", x.dtype()),
         };
@@ -432,4 +510,14 @@ impl CustomOp2 for WeightStdGrad {
 /// CPU `f32`/`f64` only (see [`crate::supports`]).
 pub fn standardize_weight(weight: &Tensor, eps: f64) -> Result<Tensor> {
     weight.contiguous()?.apply_op1(WeightStd { eps })
+}
+
+/// [`standardize_weight`] without a gradient graph.
+pub fn standardize_weight_forward(weight: &Tensor, eps: f64) -> Result<Tensor> {
+    weight.contiguous()?.apply_op1_no_bwd(&WeightStd { eps })
+}
+
+/// Gradient of the raw `weight` from the gradient `grad` of its standardized form.
+pub fn standardize_weight_backward(weight: &Tensor, grad: &Tensor, eps: f64) -> Result<Tensor> {
+    weight.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &WeightStdGrad { eps })
 }

@@ -166,3 +166,20 @@ fn is_nan<T: Float>(v: T) -> bool {
 pub fn max_pool2d(x: &Tensor, window: Window, pad_value: f32) -> Result<Tensor> {
     x.contiguous()?.apply_op1(MaxPool { window, pad_value })
 }
+
+/// [`max_pool2d`] without a gradient graph.
+pub fn max_pool2d_forward(x: &Tensor, window: Window, pad_value: f32) -> Result<Tensor> {
+    x.contiguous()?.apply_op1_no_bwd(&MaxPool { window, pad_value })
+}
+
+/// Gradient of the input `x` of [`max_pool2d_forward`] from the gradient `grad` of its
+/// output (ties go to the first maximum in scan order, as in [`max_pool2d`]).
+pub fn max_pool2d_backward(
+    x: &Tensor,
+    grad: &Tensor,
+    window: Window,
+    pad_value: f32,
+) -> Result<Tensor> {
+    let op = MaxPoolGrad { window, pad_value };
+    x.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &op)
+}

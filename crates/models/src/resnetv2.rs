@@ -9,6 +9,10 @@ use std::collections::BTreeMap;
 use crate::config::{BitConfig, Padding, StemKind};
 use crate::ops::{self, Pad4};
 
+mod manual;
+
+pub use manual::Tape;
+
 /// Named tensors with timm's names.
 pub type Params = BTreeMap<String, Tensor>;
 
@@ -200,6 +204,8 @@ impl NormAct {
 /// A pre-activation bottleneck.
 #[derive(Debug, Clone)]
 struct Block {
+    /// `stages.{s}.blocks.{b}`: where this block's parameters live.
+    prefix: String,
     norm1: NormAct,
     conv1: StdConv,
     norm2: NormAct,
@@ -287,6 +293,7 @@ impl ResNetV2 {
                     None
                 };
                 blocks.push(Block {
+                    prefix: p.clone(),
                     norm1: norm(&format!("{p}.norm1"))?,
                     conv1: conv(&format!("{p}.conv1.weight"), 1, 1)?,
                     norm2: norm(&format!("{p}.norm2"))?,
@@ -341,13 +348,18 @@ impl ResNetV2 {
     /// can instead (or also) pad dynamically to "SAME", with zeros too.
     fn stem_pool(&self, x: &Tensor) -> Result<Tensor> {
         let (_, _, h, w) = x.dims4()?;
+        ops::max_pool2d(x, 3, 2, self.stem_pool_padding(h, w), 0.0)
+    }
+
+    /// Padding of the 3×3 / 2 stem pool over an `h`×`w` stem output.
+    fn stem_pool_padding(&self, h: usize, w: usize) -> Pad4 {
         let c = self.cfg.stem_pool_pad;
         let (t, b, l, r) = if self.cfg.stem_pool_same {
             conv_padding(Padding::Same, 3, 2, h + 2 * c, w + 2 * c)
         } else {
             (0, 0, 0, 0)
         };
-        ops::max_pool2d(x, 3, 2, (t + c, b + c, l + c, r + c), 0.0)
+        (t + c, b + c, l + c, r + c)
     }
 }
 
