@@ -184,9 +184,10 @@ fn eval_writes_timm_columns_and_agreement_and_accumulates_results() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 4);
     assert!(json[0]["images_per_s"].as_f64().unwrap() > 0.0, "{}", json[0]);
+    assert!(json[0]["gmacs"].as_f64().unwrap() > 0.0, "{}", json[0]);
     assert!(std::fs::read_to_string(&md)
         .unwrap()
-        .contains("| model | params (M) | imagenet | imagenet-real |"));
+        .contains("| model | params (M) | GMACs | imagenet | imagenet-real |"));
 
     // The results folder: per-set files with exactly timm's columns; a second run (another
     // student, another day) accumulates and --compare shows both.

@@ -23,8 +23,9 @@ pub const TIMM_COLUMNS: [&str; 9] = [
 ];
 
 /// Our columns, after timm's, in the full CSV.
-pub const EXTRA_COLUMNS: [&str; 13] = [
+pub const EXTRA_COLUMNS: [&str; 14] = [
     "set",
+    "gmacs",
     "images",
     "excluded",
     "failed",
@@ -62,6 +63,10 @@ pub struct ResultRow {
     pub interpolation: String,
     /// The set.
     pub set: String,
+    /// Multiply–accumulates of one forward pass at `img_size`, in billions (convolutions and
+    /// classifier; `0` in rows written before this column existed).
+    #[serde(default)]
+    pub gmacs: f64,
     /// Images scored.
     pub images: usize,
     /// Images left out (empty ReaL lists).
@@ -103,10 +108,11 @@ impl ResultRow {
         ]
     }
 
-    fn extra_values(&self) -> [String; 13] {
+    fn extra_values(&self) -> [String; 14] {
         let opt = |v: Option<f64>, d: usize| v.map(|v| format!("{v:.d$}")).unwrap_or_default();
         [
             self.set.clone(),
+            format!("{:.4}", self.gmacs),
             self.images.to_string(),
             self.excluded.to_string(),
             self.failed.to_string(),
@@ -197,16 +203,17 @@ fn pivot(rows: &[ResultRow]) -> (Vec<String>, Vec<String>, Cells<'_>) {
 /// Markdown: a models × sets table of top-1 (top-5), then every row in detail.
 pub fn markdown(rows: &[ResultRow]) -> String {
     let (sets, models, cells) = pivot(rows);
-    let mut out = String::from("| model | params (M) |");
+    let mut out = String::from("| model | params (M) | GMACs |");
     for set in &sets {
         out.push_str(&format!(" {set} |"));
     }
-    out.push_str("\n|---|---:|");
+    out.push_str("\n|---|---:|---:|");
     out.push_str(&"---:|".repeat(sets.len()));
     out.push('\n');
     for model in &models {
-        let params = rows.iter().find(|r| &r.model == model).map_or(0.0, |r| r.param_count);
-        out.push_str(&format!("| {model} | {params:.2} |"));
+        let row = rows.iter().find(|r| &r.model == model);
+        let (params, gmacs) = row.map_or((0.0, 0.0), |r| (r.param_count, r.gmacs));
+        out.push_str(&format!("| {model} | {params:.2} | {gmacs:.4} |"));
         for set in &sets {
             match cells.get(&(model.clone(), set.clone())) {
                 Some(r) => out.push_str(&format!(" {:.2} ({:.2}) |", r.top1, r.top5)),

@@ -69,6 +69,7 @@ pub fn result_row(
         }
         .to_string(),
         set: set.name().to_string(),
+        gmacs: round(model.net.config().forward_macs(model.view.height as usize) as f64 / 1e9, 4),
         images: m.images,
         excluded: m.excluded,
         failed: run.failures.failures.len(),

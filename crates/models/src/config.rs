@@ -83,6 +83,38 @@ impl BitConfig {
         self.channels.last().copied().unwrap_or(self.stem_width)
     }
 
+    /// Multiply–accumulates of one forward pass over a `size`×`size` image: every convolution
+    /// and the classifier (normalisation, pooling and additions are not counted). Twice this
+    /// is the FLOP count; a training step costs about three forward passes.
+    pub fn forward_macs(&self, size: usize) -> u64 {
+        let down = |h: usize, stride: usize| (h.max(1) - 1) / stride + 1;
+        let (kernel, stride) = match self.stem {
+            StemKind::Bit => (7, 2),
+            StemKind::Small => (3, 1),
+        };
+        let mut h = down(size, stride);
+        let mut macs = self.stem_width * self.in_chans * kernel * kernel * h * h;
+        if self.stem == StemKind::Bit {
+            h = down(h, 2);
+        }
+        let mut cin = self.stem_width;
+        for (stage, (&depth, &out)) in self.layers.iter().zip(&self.channels).enumerate() {
+            let mid = self.mid_channels(stage);
+            for block in 0..depth {
+                let stride = if block == 0 && stage > 0 { 2 } else { 1 };
+                let ho = down(h, stride);
+                let block_in = if block == 0 { cin } else { out };
+                if block == 0 {
+                    macs += out * block_in * ho * ho;
+                }
+                macs += mid * block_in * h * h + mid * mid * 9 * ho * ho + out * mid * ho * ho;
+                h = ho;
+            }
+            cin = out;
+        }
+        (macs + self.num_classes * self.num_features()) as u64
+    }
+
     /// Checks the invariants the model relies on; the message names the offending field.
     pub fn validate(&self) -> Result<(), String> {
         if self.layers.is_empty() || self.layers.len() != self.channels.len() {
@@ -214,5 +246,24 @@ mod tests {
         assert_eq!(make_divisible(12), 16);
         assert_eq!(make_divisible(3), 8);
         assert_eq!(make_divisible(100), 104);
+    }
+
+    #[test]
+    fn forward_macs_count_every_convolution() {
+        // ResNet-50's convolutions: 4.09 G multiply–accumulates at 224 px (the usual "4.1
+        // GMACs"), plus the 2048 × 1000 classifier.
+        let r50 = find_arch("resnetv2_50x1_bit").unwrap().config(1000);
+        let macs = r50.forward_macs(224) as f64;
+        assert!((macs / 4.09e9 - 1.0).abs() < 0.01, "resnetv2_50x1_bit: {macs:e} MACs");
+        // A one-block small-stem model by hand: stem 1·8·9·28², block (in 8 → out 16, mid 8):
+        // shortcut 16·8·28², conv1 8·8·28², conv2 8·8·9·28², conv3 16·8·28², head 16·10.
+        let mut small = BitConfig::bit(&[1], 1, 10);
+        small.channels = vec![16];
+        small.stem_width = 8;
+        small.stem = StemKind::Small;
+        small.in_chans = 1;
+        let p = 28 * 28;
+        let expected = 72 * p + 128 * p + 64 * p + 576 * p + 128 * p + 160;
+        assert_eq!(small.forward_macs(28), expected as u64);
     }
 }
