@@ -87,6 +87,13 @@ fn the_quickstart_runs_end_to_end_and_its_exported_student_predicts_images() {
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         assert!(size > 0, "{} is missing or empty", path.display());
     }
+    // Model folders are for sharing: weights readable by everyone, like the rest.
+    #[cfg(unix)]
+    for weights in ["student/model/model.safetensors", "export/model.safetensors"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join(weights)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o644, 0o644, "{weights} has mode {mode:o}");
+    }
     for png in ["student/loss.png", "student/accuracy.png"] {
         image::open(out.join(png)).unwrap_or_else(|e| panic!("{png}: {e}"));
     }

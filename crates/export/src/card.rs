@@ -101,10 +101,11 @@ pub(crate) fn model_card(model: &LoadedModel, opts: &ExportOptions, timm_loadabl
     let [_, h, w] = model.pretrained.input_size;
     writeln!(
         s,
-        "A BiT ResNet-v2 image classifier ({} classes, {:.2} M parameters, {h}×{w} input), \
-         written by [funmatch](https://github.com/funmatch/funmatch).\n",
+        "A BiT ResNet-v2 image classifier ({} classes, {} parameters, {:.4} GMACs per \
+         {h}×{w} image), written by [funmatch](https://github.com/funmatch/funmatch).\n",
         cfg.num_classes,
-        params as f64 / 1e6
+        count(params),
+        cfg.forward_macs(h) as f64 / 1e9
     )
     .unwrap();
     if distilled {
@@ -170,4 +171,15 @@ fn eval_metrics(eval: Option<&Value>) -> Vec<(String, f64)> {
 
 fn yaml_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A parameter count as people write it: `25.55 M`, `93.2 k`.
+fn count(n: usize) -> String {
+    if n >= 1_000_000 {
+        format!("{:.2} M", n as f64 / 1e6)
+    } else if n >= 1000 {
+        format!("{:.1} k", n as f64 / 1e3)
+    } else {
+        n.to_string()
+    }
 }

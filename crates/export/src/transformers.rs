@@ -57,7 +57,10 @@ pub(crate) fn write_folder(
         let t = if name == "head.fc.weight" { t.flatten_from(1)? } else { t.clone() };
         tensors.insert(rename(name), t);
     }
-    candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
+    let weights = dir.join("model.safetensors");
+    candle_core::safetensors::save(&tensors, &weights)?;
+    funmatch_models::readable_by_all(&weights)
+        .map_err(|source| ExportError::Io { path: weights.clone(), source })?;
 
     let labels: Vec<String> = match &model.labels {
         Some(l) => l.clone(),

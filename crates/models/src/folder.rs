@@ -125,6 +125,7 @@ pub fn save_model_folder(
     let weights = dir.join("model.safetensors");
     let tmp = dir.join(".model.safetensors.tmp");
     candle_core::safetensors::save(&tensors.into_iter().collect(), &tmp)?;
+    readable_by_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
     std::fs::rename(&tmp, &weights).map_err(|e| ModelError::io(&weights, e))?;
 
     let config = dir.join("config.json");
@@ -133,5 +134,18 @@ pub fn save_model_folder(
         serde_json::to_string_pretty(&config_json(cfg, pretrained, labels)).expect("JSON value");
     std::fs::write(&tmp, text + "\n").map_err(|e| ModelError::io(&tmp, e))?;
     std::fs::rename(&tmp, &config).map_err(|e| ModelError::io(&config, e))?;
+    Ok(())
+}
+
+/// The safetensors writer creates owner-only (0600) files; a model folder is meant to be
+/// shared and published, so its weights get the usual 0644 like every other file in it.
+pub fn readable_by_all(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
     Ok(())
 }
