@@ -144,7 +144,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         if !run.failures.failures.is_empty() {
             eprintln!("{} on {}: {}", row.model, row.set, run.failures);
         }
-        tracing::info!(
+        // The progress line already said it; the structured record is for -v.
+        tracing::debug!(
             model = %row.model,
             set = %row.set,
             top1 = row.top1,
