@@ -72,7 +72,10 @@ pub fn read_run(dir: &Path) -> Result<(PathBuf, RunInfo), ExportError> {
 pub(crate) fn model_card(model: &LoadedModel, opts: &ExportOptions, timm_loadable: bool) -> String {
     let cfg = &model.config;
     let params: usize = model.params.values().map(|t| t.elem_count()).sum();
+    // The Hub offers loading snippets for the library named here: claim timm only when timm
+    // can build the model (transformers' Bit has BiT's stem, so the same test applies).
     let library = match opts.format {
+        _ if !timm_loadable => "funmatch",
         crate::Format::Timm => "timm",
         crate::Format::Transformers => "transformers",
     };

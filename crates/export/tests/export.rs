@@ -15,6 +15,19 @@ fn model(stem: StemKind) -> LoadedModel {
     cfg.stem_width = 16;
     cfg.groups = 8;
     cfg.stem = stem;
+    loaded(cfg)
+}
+
+/// A model timm builds: resnetv2_50x1_bit's depths, BiT's stem, 32 GroupNorm groups, half
+/// the widths (timm takes `channels` and `stem_chs` as model arguments).
+fn timm_model() -> LoadedModel {
+    let mut cfg = BitConfig::bit(&[3, 4, 6, 3], 1, 3);
+    cfg.channels = vec![128, 256, 512, 1024];
+    cfg.stem_width = 32;
+    loaded(cfg)
+}
+
+fn loaded(cfg: BitConfig) -> LoadedModel {
     LoadedModel {
         params: init_params(&cfg, 1, &Device::Cpu).unwrap(),
         config: cfg,
@@ -44,9 +57,10 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 fn timm_export_reloads_with_identical_logits_and_a_model_card() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("student");
-    let m = model(StemKind::Bit);
+    let m = timm_model();
     let report = export(&m, &out, &options(Format::Timm, WeightDtype::F32)).unwrap();
     assert_eq!(report.max_logit_diff, 0.0);
+    assert!(report.timm_loadable);
 
     let back = load_model(&out, &Device::Cpu).unwrap();
     assert_eq!(back.format, WeightFormat::Timm);
@@ -114,6 +128,8 @@ fn export_refuses_an_existing_folder_and_models_transformers_cannot_express() {
     export(&model(StemKind::Small), &out, &options(Format::Timm, WeightDtype::F32)).unwrap();
     let card = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(card.contains("timm cannot express this variant"), "{card}");
+    // ... and does not send Hub users to timm's loading snippet.
+    assert!(card.starts_with("---\nlibrary_name: funmatch\n"), "{card}");
 }
 
 #[test]
