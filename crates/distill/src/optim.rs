@@ -105,8 +105,8 @@ impl Adam {
         self.schedule
     }
 
-    /// Applies one update from `grads`. A parameter without a gradient is an error: every
-    /// parameter of our models takes part in the loss.
+    /// Applies one update from `grads` (candle's autograd). A parameter without a gradient is
+    /// an error: every parameter of our models takes part in the loss.
     pub fn step(&mut self, grads: &GradStore) -> Result<StepStats> {
         let gradients = self
             .slots
@@ -117,6 +117,35 @@ impl Adam {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        self.apply(gradients)
+    }
+
+    /// Applies one update from gradients by parameter name (a hand-written backward pass).
+    /// A parameter without a gradient, or a gradient of another shape, is an error.
+    pub fn step_named(&mut self, grads: &BTreeMap<String, Tensor>) -> Result<StepStats> {
+        let gradients = self
+            .slots
+            .iter()
+            .map(|s| {
+                let g = grads.get(&s.name).ok_or_else(|| {
+                    candle_core::Error::Msg(format!("no gradient for parameter {}", s.name))
+                })?;
+                if g.dims() != s.var.dims() {
+                    candle_core::bail!(
+                        "gradient of {}: expected shape {:?}, found {:?}",
+                        s.name,
+                        s.var.dims(),
+                        g.dims()
+                    )
+                }
+                Ok(g.clone())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.apply(gradients)
+    }
+
+    /// One update from one gradient per slot, in slot order.
+    fn apply(&mut self, gradients: Vec<Tensor>) -> Result<StepStats> {
         let (gradients, grad_norm) = clip_by_global_norm(&gradients, self.config.clip_norm)?;
 
         let schedule = self.schedule.value(self.steps);
@@ -272,6 +301,47 @@ mod tests {
         assert!((value("conv.weight") - 0.95).abs() < 1e-6, "kernel {}", value("conv.weight"));
         assert_eq!(value("norm.weight"), 1.0, "a GroupNorm scale was decayed");
         assert_eq!(value("fc.bias"), 1.0, "a bias was decayed");
+    }
+
+    #[test]
+    fn named_gradients_update_exactly_as_autograd_gradients_do() {
+        let dev = Device::Cpu;
+        let make = || {
+            let w = Var::from_tensor(&Tensor::new(&[1.0f32, -2.0, 0.5], &dev).unwrap()).unwrap();
+            let b = Var::from_tensor(&Tensor::new(&[0.25f32], &dev).unwrap()).unwrap();
+            BTreeMap::from([("b".to_string(), b), ("w".to_string(), w)])
+        };
+        let kinds = BTreeMap::from([
+            ("b".to_string(), ParamKind::Bias),
+            ("w".to_string(), ParamKind::Kernel),
+        ]);
+        let config =
+            OptimConfig { lr: 0.1, weight_decay: 0.1, clip_norm: 1.0, ..OptimConfig::default() };
+        let schedule = Schedule { warmup: 1, total: 10 };
+        let (vars_a, vars_n) = (make(), make());
+        let mut by_graph = Adam::new(&vars_a, &kinds, &config, schedule).unwrap();
+        let mut by_name = Adam::new(&vars_n, &kinds, &config, schedule).unwrap();
+        let probe = Tensor::new(&[3.0f32, -0.5, 2.0], &dev).unwrap();
+        for _ in 0..3 {
+            let loss = ((vars_a["w"].as_tensor() * &probe).unwrap().sum_all().unwrap()
+                + (vars_a["b"].as_tensor() * 4.0).unwrap().sum_all().unwrap())
+            .unwrap();
+            by_graph.step(&loss.backward().unwrap()).unwrap();
+            let grads = BTreeMap::from([
+                ("w".to_string(), probe.clone()),
+                ("b".to_string(), Tensor::new(&[4.0f32], &dev).unwrap()),
+            ]);
+            by_name.step_named(&grads).unwrap();
+        }
+        for name in ["w", "b"] {
+            let a = vars_a[name].as_tensor().to_vec1::<f32>().unwrap();
+            let n = vars_n[name].as_tensor().to_vec1::<f32>().unwrap();
+            assert_eq!(a, n, "{name}: autograd {a:?} vs named {n:?}");
+        }
+
+        let missing = BTreeMap::from([("w".to_string(), probe.clone())]);
+        let err = by_name.step_named(&missing).unwrap_err().to_string();
+        assert!(err.contains("no gradient for parameter b"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 use funmatch_data::{Batch, Images, Loader, LoaderConfig, ViewConfig, ViewMode};
 use funmatch_models::{
     find_arch, init_params, param_specs, save_model_folder, trainable, BitConfig, Mode, Params,
@@ -248,6 +248,11 @@ pub fn train(
     }
     tracing::debug!(start, total, steps_per_epoch, ?variant, "training plan");
 
+    // On the CPU the student runs its own backward pass (candle's autograd spends as long
+    // as the convolutions on bookkeeping there); autograd then differentiates the loss only.
+    let manual_backward = model.supports_manual_backward();
+    tracing::debug!(manual_backward, "student backward pass");
+
     // ---- Reporting -------------------------------------------------------------------------
     let mut metrics = MetricsLog::open(&dir, resumed.as_ref().map(|c| c.meta.step))?;
     let mut writer = CheckpointWriter::new(&dir, resumed.as_ref().map(|c| c.meta.step));
@@ -296,7 +301,13 @@ pub fn train(
             });
         }
 
-        let logits = model.forward(&inputs.student)?;
+        // With the manual pass the logits enter the loss as a leaf variable.
+        let (logits, tape) = if manual_backward {
+            let (logits, tape) = model.forward_train(&inputs.student)?;
+            (Var::from_tensor(&logits)?.into_inner(), Some(tape))
+        } else {
+            (model.forward(&inputs.student)?, None)
+        };
         let loss = match (task, &teacher) {
             (Task::Distill, Some(t)) => {
                 let targets = match (&fixed, &inputs.teacher) {
@@ -330,7 +341,16 @@ pub fn train(
                 last_good: writer.last_good(),
             });
         }
-        let stats = adam.step(&loss.backward()?)?;
+        let grads = loss.backward()?;
+        let stats = match tape {
+            Some(tape) => {
+                let grad_logits = grads.get(&logits).ok_or_else(|| {
+                    candle_core::Error::Msg("the loss has no gradient for the logits".into())
+                })?;
+                adam.step_named(&model.backward(tape, grad_logits)?)?
+            }
+            None => adam.step(&grads)?,
+        };
 
         examples_seen += n as u64;
         images_this_session += n as u64;

@@ -6,6 +6,11 @@
 //! Threads follow `RAYON_NUM_THREADS` (rayon's default: one per core). Steps per case:
 //! `FUNMATCH_BENCH_STEPS` (default 3, after one untimed warm-up step).
 //!
+//! Training and distillation steps use the student's hand-written backward pass
+//! (`forward_train` + `backward`, with autograd on the loss only), as the trainer does on the
+//! CPU; `FUNMATCH_BENCH_AUTOGRAD=1` measures candle's autograd through the whole model
+//! instead (those lines are labelled `/autograd`).
+//!
 //! The optimizer here is a plain Adam written with candle ops (the trainer's own optimizer
 //! lives in funmatch-distill, which this crate cannot depend on); the distillation loss is
 //! the temperature-1 KL divergence between teacher and student softmaxes.
@@ -201,6 +206,7 @@ fn bench_inference(
 
 /// Plain Adam (β 0.9/0.999, ε 1e-8) over candle ops.
 struct Adam {
+    names: Vec<String>,
     vars: Vec<Var>,
     m: Vec<Tensor>,
     v: Vec<Tensor>,
@@ -209,22 +215,25 @@ struct Adam {
 
 impl Adam {
     fn new(vars: &BTreeMap<String, Var>) -> Result<Self> {
+        let names: Vec<String> = vars.keys().cloned().collect();
         let vars: Vec<Var> = vars.values().cloned().collect();
         let zeros = |v: &Var| v.as_tensor().zeros_like();
         Ok(Self {
             m: vars.iter().map(zeros).collect::<Result<_>>()?,
             v: vars.iter().map(zeros).collect::<Result<_>>()?,
+            names,
             vars,
             t: 0,
         })
     }
 
-    fn step(&mut self, grads: &candle_core::backprop::GradStore, lr: f64) -> Result<()> {
+    /// One update; `grad(name, var)` gives each parameter's gradient, if any.
+    fn step<'g>(&mut self, grad: impl Fn(&str, &Var) -> Option<&'g Tensor>, lr: f64) -> Result<()> {
         let (b1, b2, eps): (f64, f64, f64) = (0.9, 0.999, 1e-8);
         self.t += 1;
         let (c1, c2) = (1.0 - b1.powi(self.t), 1.0 - b2.powi(self.t));
         for (i, var) in self.vars.iter().enumerate() {
-            let Some(g) = grads.get(var) else { continue };
+            let Some(g) = grad(&self.names[i], var) else { continue };
             self.m[i] = ((&self.m[i] * b1)? + (g * (1.0 - b1))?)?;
             self.v[i] = ((&self.v[i] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
             let denom = ((&self.v[i] / c2)?.sqrt()? + eps)?;
@@ -266,17 +275,26 @@ fn bench_train(
     let (model, vars) = trainable(student, &init_params(student, 0, &Device::Cpu)?)?;
     let mut adam = Adam::new(&vars)?;
     let x = batch(student, n, size)?;
+    let autograd = std::env::var("FUNMATCH_BENCH_AUTOGRAD").is_ok_and(|v| v == "1");
+    let loss_of = |logits: &Tensor| match &teacher {
+        Some((t, _)) => kl_loss(&t.forward(&x)?, logits),
+        None => logits.sqr()?.mean_all(),
+    };
     let secs = time_steps(steps, || {
-        let logits = model.forward(&x)?;
-        let loss = match &teacher {
-            Some((t, _)) => kl_loss(&t.forward(&x)?, &logits)?,
-            None => logits.sqr()?.mean_all()?,
-        };
-        let grads = loss.backward()?;
-        adam.step(&grads, 1e-4)
+        if autograd {
+            let grads = loss_of(&model.forward(&x)?)?.backward()?;
+            return adam.step(|_, var| grads.get(var), 1e-4);
+        }
+        let (logits, tape) = model.forward_train(&x)?;
+        let leaf = Var::from_tensor(&logits)?;
+        let grads = loss_of(leaf.as_tensor())?.backward()?;
+        let grad_logits = grads.get(&leaf).expect("the loss depends on the logits");
+        let named = model.backward(tape, grad_logits)?;
+        adam.step(|name, _| named.get(name), 1e-4)
     })?;
     // Training costs about three forwards (forward, input gradient, weight gradient).
     let flops = 6.0 * forward_macs(student, size) + teacher.map_or(0.0, |(_, m)| 2.0 * m);
-    report(case, n, secs, flops, peak);
+    let label = if autograd { format!("{case}/autograd") } else { case.to_string() };
+    report(&label, n, secs, flops, peak);
     Ok(())
 }
