@@ -229,5 +229,5 @@ fn frozen_models_are_refused_with_an_error() {
     assert!(!model.supports_manual_backward());
     let x = uniform(&[1, 3, 8, 8], 4, DType::F32);
     let err = model.forward_train(&x).unwrap_err().to_string();
-    assert!(err.contains("trainable"), "unexpected error: {err}");
+    assert!(err.contains("frozen"), "unexpected error: {err}");
 }

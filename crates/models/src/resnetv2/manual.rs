@@ -204,8 +204,9 @@ impl ResNetV2 {
     /// Shapes: `x` `[N, in_chans, H, W]` → `[N, num_classes]`.
     pub fn forward_train(&self, x: &Tensor) -> Result<(Tensor, Tape)> {
         if !self.supports_manual_backward() {
+            let mode = if self.stem.standardized { "frozen" } else { "trainable" };
             candle_core::bail!(
-                "forward_train: needs a trainable model with CPU f32/f64 parameters, found {:?} {:?}",
+                "forward_train: needs a trainable model with CPU f32/f64 parameters, found a {mode} model on {:?} in {:?}",
                 self.stem.weight.device(),
                 self.stem.weight.dtype()
             )
