@@ -57,7 +57,7 @@ fn run_case(case: &str, steps: usize) -> Result<()> {
     match case {
         "gemm" => {
             println!("{case:<22} sgemm 2048³ {peak:7.1} GFLOP/s (the peak below is this figure)");
-            return Ok(());
+            Ok(())
         }
         "infer-50x1" => bench_inference(case, &zoo("resnetv2_50x1_bit")?, 16, 224, steps, peak),
         "infer-152x2" => {
