@@ -4,8 +4,8 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::float::{zeroed, Float};
-use crate::gemm::{matmul, Mat};
+use crate::float::{filled, zeroed, Float};
+use crate::gemm::{matmul, matmul_into, Mat};
 
 /// Padding of the two spatial dimensions: `(top, bottom, left, right)`.
 pub type Pad4 = (usize, usize, usize, usize);
@@ -163,12 +163,12 @@ fn col2im<T: Float>(cols: &[T], g: &Geometry, x: &mut [T]) {
 
 /// Runs `f(sample, output chunk, scratch)` for every sample, in parallel over the batch when
 /// it is large enough (then each GEMM runs on one thread), else serially with parallel GEMMs.
-fn for_each_sample<T: Float>(
+fn for_each_sample<T: Float, D: Send>(
     g: &Geometry,
-    out: &mut [T],
+    out: &mut [D],
     chunk: usize,
     scratch_len: usize,
-    f: impl Fn(usize, &mut [T], &mut Vec<T>, bool) + Sync,
+    f: impl Fn(usize, &mut [D], &mut Vec<T>, bool) + Sync,
 ) {
     match g.threads_over_batch() {
         Some(per_thread) => out
@@ -187,10 +187,30 @@ fn for_each_sample<T: Float>(
 
 fn conv_forward<T: Float>(x: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
     let (k, p) = (g.k(), g.p());
-    let mut out = zeroed(g.n * g.o * p);
     let pointwise = g.window.is_pointwise();
     let scratch = if pointwise { 0 } else { k * p };
     let kernel = Mat::new(weight, g.o, k);
+    // Each sample's [O, P] block is one GEMM destination, written whole.
+    filled(g.n * g.o * p, |out| {
+        for_each_sample(g, out, g.o * p, scratch, |i, dst, cols, parallel| {
+            let xi = &x[i * g.c * g.h * g.w..(i + 1) * g.c * g.h * g.w];
+            let cols: &[T] = if pointwise {
+                xi
+            } else {
+                im2col(xi, g, cols);
+                cols
+            };
+            matmul_into(dst, kernel, Mat::new(cols, k, p), parallel);
+        })
+    })
+}
+
+fn conv_forward_add<T: Float>(x: &[T], weight: &[T], residual: &[T], g: &Geometry) -> Vec<T> {
+    let (k, p) = (g.k(), g.p());
+    let pointwise = g.window.is_pointwise();
+    let scratch = if pointwise { 0 } else { k * p };
+    let kernel = Mat::new(weight, g.o, k);
+    let mut out = residual[..g.n * g.o * p].to_vec();
     for_each_sample(g, &mut out, g.o * p, scratch, |i, dst, cols, parallel| {
         let xi = &x[i * g.c * g.h * g.w..(i + 1) * g.c * g.h * g.w];
         let cols: &[T] = if pointwise {
@@ -199,7 +219,7 @@ fn conv_forward<T: Float>(x: &[T], weight: &[T], g: &Geometry) -> Vec<T> {
             im2col(xi, g, cols);
             cols
         };
-        matmul(dst, kernel, Mat::new(cols, k, p), false, parallel);
+        matmul(dst, kernel, Mat::new(cols, k, p), true, parallel);
     });
     out
 }
@@ -305,6 +325,12 @@ pub(crate) use with_two;
 
 /// The convolution itself: `(x [N, C, H, W], weight [O, C, kh, kw]) → [N, O, Ho, Wo]`.
 struct Conv2d {
+    window: Window,
+}
+
+/// `(x, weight, residual [N, O, Ho, Wo]) → conv(x, weight) + residual`, one pass: each
+/// sample's GEMM accumulates onto a copy of the residual.
+struct Conv2dAdd {
     window: Window,
 }
 
@@ -441,6 +467,75 @@ impl CustomOp2 for Conv2dGradWeight {
         let (kh, kw) = self.window.kernel;
         Ok((out, Shape::from((o, c, kh, kw))))
     }
+}
+
+impl candle_core::CustomOp3 for Conv2dAdd {
+    fn name(&self) -> &'static str {
+        "conv2d-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = dims4(l1, "conv2d-add", "input")?;
+        let (o, wc, kh, kw) = dims4(l2, "conv2d-add", "weight")?;
+        if wc != c || (kh, kw) != self.window.kernel {
+            candle_core::bail!(
+                "conv2d-add: weight {:?} does not fit {c} input channels and kernel {:?}",
+                l2.dims(),
+                self.window.kernel
+            )
+        }
+        let (ho, wo) = self.window.output_size(h, w)?;
+        if dims4(l3, "conv2d-add", "residual")? != (n, o, ho, wo) {
+            candle_core::bail!(
+                "conv2d-add: residual {:?} does not match the output [{n}, {o}, {ho}, {wo}]",
+                l3.dims()
+            )
+        }
+        let g = Geometry { n, c, h, w, o, ho, wo, window: self.window };
+        let r = l3.start_offset();
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(wt), CpuStorage::F32(res)) => CpuStorage::F32(
+                conv_forward_add(&x[l1.start_offset()..], &wt[l2.start_offset()..], &res[r..], &g),
+            ),
+            (CpuStorage::F64(x), CpuStorage::F64(wt), CpuStorage::F64(res)) => CpuStorage::F64(
+                conv_forward_add(&x[l1.start_offset()..], &wt[l2.start_offset()..], &res[r..], &g),
+            ),
+            (a, b, c) => candle_core::bail!(
+                "conv2d-add: expected f32 or f64 input, weight and residual of one dtype, found {:?}, {:?}, {:?}",
+                a.dtype(),
+                b.dtype(),
+                c.dtype()
+            ),
+        };
+        Ok((out, Shape::from((n, o, ho, wo))))
+    }
+}
+
+/// `conv2d(x, weight) + residual` in one pass, without a gradient graph (inference, and
+/// callers with their own backward pass: the sum's gradient is the output gradient for both
+/// terms). `residual` has the convolution's output shape.
+pub fn conv2d_forward_add(
+    x: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    pad: Pad4,
+    residual: &Tensor,
+) -> Result<Tensor> {
+    let (_, _, kh, kw) = weight.dims4()?;
+    let window = Window { kernel: (kh, kw), stride: (stride, stride), pad };
+    x.contiguous()?.apply_op3_no_bwd(
+        &weight.contiguous()?,
+        &residual.contiguous()?,
+        &Conv2dAdd { window },
+    )
 }
 
 /// 2-D convolution without bias: `x` `[N, C, H, W]`, `weight` `[O, C, kh, kw]`, zero padding

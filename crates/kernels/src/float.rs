@@ -1,5 +1,6 @@
 //! The element types the kernels are generic over.
 
+use std::mem::MaybeUninit;
 use std::ops::{Add, AddAssign, Div, Mul, Sub};
 
 /// `f32` or `f64`.
@@ -93,4 +94,19 @@ pub(crate) fn sum_sq_dev<T: Float>(xs: &[T], centre: f64) -> f64 {
 /// into uninitialised floats through a slice would be undefined behaviour in Rust.
 pub(crate) fn zeroed<T: Float>(len: usize) -> Vec<T> {
     vec![T::ZERO; len]
+}
+
+/// A vector of `len` values written exactly once each by `fill`, which gets them as
+/// uninitialised slots: activation-sized outputs skip the memset (or the page clearing) that
+/// a zeroed allocation costs.
+///
+/// `fill` must write every slot; the callers below write each output element exactly once
+/// (element-wise loops over the whole output, or GEMMs that overwrite their whole
+/// destination).
+pub(crate) fn filled<T: Float>(len: usize, fill: impl FnOnce(&mut [MaybeUninit<T>])) -> Vec<T> {
+    let mut out = Vec::with_capacity(len);
+    fill(&mut out.spare_capacity_mut()[..len]);
+    // SAFETY: capacity ≥ len, and `fill` initialised every one of the first `len` slots.
+    unsafe { out.set_len(len) };
+    out
 }

@@ -1,5 +1,7 @@
 //! Row-major matrix products on slices, through the `gemm` crate.
 
+use std::mem::MaybeUninit;
+
 use gemm::Parallelism;
 
 /// A row-major matrix view: `rows`×`cols`, optionally read transposed.
@@ -51,46 +53,80 @@ pub(crate) fn matmul<T: 'static + Copy + crate::float::Float>(
     accumulate: bool,
     parallel: bool,
 ) {
+    check(dst.len(), a, b);
+    // SAFETY: `check` bounds every index; `dst` is initialised, so reading it is fine.
+    unsafe { gemm_raw(dst.as_mut_ptr(), a, b, accumulate, parallel) }
+}
+
+/// `dst = a·b` into uninitialised memory: every element of the `m`×`n` destination is
+/// written and none is read.
+pub(crate) fn matmul_into<T: 'static + Copy + crate::float::Float>(
+    dst: &mut [MaybeUninit<T>],
+    a: Mat<'_, T>,
+    b: Mat<'_, T>,
+    parallel: bool,
+) {
+    check(dst.len(), a, b);
+    if a.shape().1 == 0 {
+        dst.fill(MaybeUninit::new(T::ZERO));
+        return;
+    }
+    // SAFETY: `check` bounds every index; with `accumulate = false` the GEMM only writes
+    // the destination (MaybeUninit<T> has T's layout).
+    unsafe { gemm_raw(dst.as_mut_ptr().cast::<T>(), a, b, false, parallel) }
+}
+
+fn check<T>(dst_len: usize, a: Mat<'_, T>, b: Mat<'_, T>) {
     let (m, k) = a.shape();
     let (kb, n) = b.shape();
     assert_eq!(k, kb, "matmul: inner dimensions {k} and {kb} differ");
-    assert_eq!(dst.len(), m * n, "matmul: destination holds {} values, not {m}x{n}", dst.len());
+    assert_eq!(dst_len, m * n, "matmul: destination holds {dst_len} values, not {m}x{n}");
     assert!(a.data.len() >= a.rows * a.cols && b.data.len() >= b.rows * b.cols);
+}
+
+/// # Safety
+/// `dst` must point to `m·n` writable values (`m`, `n` from the shapes of `a` and `b`),
+/// initialised when `accumulate`; the shapes must have passed [`check`].
+unsafe fn gemm_raw<T: 'static + Copy + crate::float::Float>(
+    dst: *mut T,
+    a: Mat<'_, T>,
+    b: Mat<'_, T>,
+    accumulate: bool,
+    parallel: bool,
+) {
+    let (m, k) = a.shape();
+    let n = b.shape().1;
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            dst.fill(T::ZERO);
+            std::slice::from_raw_parts_mut(dst, m * n).fill(T::ZERO);
         }
         return;
     }
     let (a_cs, a_rs) = a.strides();
     let (b_cs, b_rs) = b.strides();
     let parallelism = if parallel { Parallelism::Rayon(0) } else { Parallelism::None };
-    // SAFETY: the asserts above bound every index the strides can reach: `a` is m×k, `b` is
-    // k×n and `dst` m×n, all dense in row-major order (or its transpose).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a_cs,
-            a_rs,
-            b.data.as_ptr(),
-            b_cs,
-            b_rs,
-            T::ONE,
-            T::ONE,
-            false,
-            false,
-            false,
-            parallelism,
-        )
-    }
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        n as isize,
+        accumulate,
+        a.data.as_ptr(),
+        a_cs,
+        a_rs,
+        b.data.as_ptr(),
+        b_cs,
+        b_rs,
+        T::ONE,
+        T::ONE,
+        false,
+        false,
+        false,
+        parallelism,
+    )
 }

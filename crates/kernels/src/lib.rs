@@ -28,7 +28,7 @@ mod gemm;
 mod norm;
 mod pool;
 
-pub use conv::{conv2d, conv2d_backward, conv2d_forward, Pad4, Window};
+pub use conv::{conv2d, conv2d_backward, conv2d_forward, conv2d_forward_add, Pad4, Window};
 pub use norm::{
     group_norm, group_norm_backward, group_norm_forward, standardize_weight,
     standardize_weight_backward, standardize_weight_forward, GroupNormSpec, GroupNormStats,

@@ -6,7 +6,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Re
 use rayon::prelude::*;
 
 use crate::conv::with_two;
-use crate::float::{sum, sum_sq_dev, zeroed, Float, BLOCK};
+use crate::float::{filled, sum, sum_sq_dev, zeroed, Float, BLOCK};
 use std::sync::Mutex;
 
 /// Mean and `1 / sqrt(biased variance + eps)` of `xs`, two-pass for accuracy.
@@ -59,32 +59,34 @@ fn group_norm_slices<T: Float>(
     op: &GroupNorm,
 ) -> Vec<T> {
     let cpg = c / op.groups;
-    let mut out = zeroed(n * c * s);
     let mut stats = vec![(0.0, 0.0); n * op.groups];
-    out.par_chunks_mut(cpg * s).zip(stats.par_iter_mut()).enumerate().for_each(
-        |(ng, (dst, st))| {
-            let src = &x[ng * cpg * s..(ng + 1) * cpg * s];
-            let (mean, rstd) = moments(src, op.eps);
-            *st = (mean, rstd);
-            let first = (ng % op.groups) * cpg;
-            for j in 0..cpg {
-                let scale = rstd * weight[first + j].to_f64();
-                let shift = bias[first + j].to_f64() - mean * scale;
-                let (scale, shift) = (T::from_f64(scale), T::from_f64(shift));
-                let (src, dst) = (&src[j * s..(j + 1) * s], &mut dst[j * s..(j + 1) * s]);
-                if op.relu {
-                    for (d, &v) in dst.iter_mut().zip(src) {
-                        let y = v * scale + shift;
-                        *d = if y > T::ZERO { y } else { T::ZERO };
-                    }
-                } else {
-                    for (d, &v) in dst.iter_mut().zip(src) {
-                        *d = v * scale + shift;
+    // Every output element is written once below.
+    let out = filled(n * c * s, |out| {
+        out.par_chunks_mut(cpg * s).zip(stats.par_iter_mut()).enumerate().for_each(
+            |(ng, (dst, st))| {
+                let src = &x[ng * cpg * s..(ng + 1) * cpg * s];
+                let (mean, rstd) = moments(src, op.eps);
+                *st = (mean, rstd);
+                let first = (ng % op.groups) * cpg;
+                for j in 0..cpg {
+                    let scale = rstd * weight[first + j].to_f64();
+                    let shift = bias[first + j].to_f64() - mean * scale;
+                    let (scale, shift) = (T::from_f64(scale), T::from_f64(shift));
+                    let (src, dst) = (&src[j * s..(j + 1) * s], &mut dst[j * s..(j + 1) * s]);
+                    if op.relu {
+                        for (d, &v) in dst.iter_mut().zip(src) {
+                            let y = v * scale + shift;
+                            d.write(if y > T::ZERO { y } else { T::ZERO });
+                        }
+                    } else {
+                        for (d, &v) in dst.iter_mut().zip(src) {
+                            d.write(v * scale + shift);
+                        }
                     }
                 }
-            }
-        },
-    );
+            },
+        )
+    });
     *op.stats.lock().unwrap_or_else(|e| e.into_inner()) = stats;
     out
 }

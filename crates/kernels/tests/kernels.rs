@@ -3,7 +3,7 @@
 //! 1×1 shortcuts, both batch strategies, and the ReLU mask.
 
 use candle_core::{DType, Device, Tensor, Var, D};
-use funmatch_kernels::{conv2d, group_norm, standardize_weight, Pad4};
+use funmatch_kernels::{conv2d, conv2d_forward_add, group_norm, standardize_weight, Pad4};
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {
     // A deterministic generator, so failures reproduce.
@@ -89,6 +89,26 @@ fn conv2d_forward_matches_candle_in_f64_and_f32() {
         let diff = max_abs_diff(&conv2d(&x32, &w32, stride, pad).unwrap(), &theirs);
         assert!(diff < 1e-5, "f32 {h}x{w} k{k} s{stride} {pad:?} n{n}: max diff {diff}");
     }
+}
+
+#[test]
+fn fused_conv_plus_residual_equals_conv_then_add() {
+    for (h, w, k, stride, pad, n) in CONV_CASES {
+        let x = randn(&[n, 3, h, w], 3);
+        let weight = randn(&[4, 3, k, k], 4);
+        let plain = candle_conv(&x, &weight, stride, pad);
+        let residual = randn(plain.dims(), 5);
+        let fused = conv2d_forward_add(&x, &weight, stride, pad, &residual).unwrap();
+        let diff = max_abs_diff(&fused, &(plain + &residual).unwrap());
+        assert!(diff < 1e-12, "{h}x{w} k{k} s{stride} {pad:?} n{n}: max diff {diff}");
+    }
+    // A residual of another shape is an error naming both shapes.
+    let x = randn(&[2, 3, 6, 6], 6);
+    let weight = randn(&[4, 3, 3, 3], 7);
+    let err = conv2d_forward_add(&x, &weight, 1, (1, 1, 1, 1), &randn(&[2, 4, 5, 6], 8))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("[2, 4, 5, 6]") && err.contains("[2, 4, 6, 6]"), "{err}");
 }
 
 #[test]

@@ -41,6 +41,21 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, pad: Pad4) -> Result<T
     conv2d_candle(x, weight, window)
 }
 
+/// `conv2d(x, weight) + residual` for inference (no gradient graph): one pass over the
+/// output on the CPU, a convolution and an addition elsewhere.
+pub fn conv2d_add_no_grad(
+    x: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    pad: Pad4,
+    residual: &Tensor,
+) -> Result<Tensor> {
+    if uses_custom_kernels(x) && x.dtype() == weight.dtype() && x.dtype() == residual.dtype() {
+        return funmatch_kernels::conv2d_forward_add(x, weight, stride, pad, residual);
+    }
+    conv2d(x, weight, stride, pad)? + residual
+}
+
 /// candle's own convolution, for devices and dtypes our kernels do not cover.
 fn conv2d_candle(x: &Tensor, weight: &Tensor, window: Window) -> Result<Tensor> {
     let (t, b, l, r) = window.pad;

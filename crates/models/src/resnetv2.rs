@@ -152,6 +152,13 @@ struct StdConv {
 }
 
 impl StdConv {
+    /// `conv(x) + residual` of a frozen (already standardized) convolution, no graph.
+    fn forward_add_no_grad(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = x.dims4()?;
+        let pad = conv_padding(self.padding, self.kernel, self.stride, h, w);
+        ops::conv2d_add_no_grad(x, &self.weight, self.stride, pad, residual)
+    }
+
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let weight = if self.standardized {
             self.weight.clone()
@@ -225,8 +232,12 @@ impl Block {
 
         let y = self.conv1.forward(&pre)?;
         let y = self.conv2.forward(&self.norm2.forward(&y)?)?;
-        let y = self.conv3.forward(&self.norm3.forward(&y)?)?;
-        y + shortcut
+        let y = self.norm3.forward(&y)?;
+        if self.conv3.standardized {
+            // A frozen model runs without a gradient graph: conv3 and the residual in one pass.
+            return self.conv3.forward_add_no_grad(&y, &shortcut);
+        }
+        self.conv3.forward(&y)? + shortcut
     }
 }
 

@@ -73,10 +73,22 @@ struct HeadRecord {
 
 impl StdConv {
     fn forward_recorded(&self, x: &Tensor) -> Result<(Tensor, ConvRecord)> {
+        self.forward_recorded_add(x, None)
+    }
+
+    /// The convolution, plus `residual` when given (fused: one pass over the output).
+    fn forward_recorded_add(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+    ) -> Result<(Tensor, ConvRecord)> {
         let weight = kernels::standardize_weight_forward(&self.weight, self.eps)?;
         let (_, _, h, w) = x.dims4()?;
         let pad = conv_padding(self.padding, self.kernel, self.stride, h, w);
-        let y = kernels::conv2d_forward(x, &weight, self.stride, pad)?;
+        let y = match residual {
+            Some(r) => kernels::conv2d_forward_add(x, &weight, self.stride, pad, r)?,
+            None => kernels::conv2d_forward(x, &weight, self.stride, pad)?,
+        };
         Ok((y, ConvRecord { weight, pad }))
     }
 
@@ -144,8 +156,8 @@ impl Block {
         let (y, norm2) = self.norm2.forward_recorded(y)?;
         let (y, conv2) = self.conv2.forward_recorded(&y)?;
         let (y, norm3) = self.norm3.forward_recorded(y)?;
-        let (y, conv3) = self.conv3.forward_recorded(&y)?;
-        let out = (y + shortcut)?;
+        // conv3 + shortcut in one pass; the sum passes its gradient to both unchanged.
+        let (out, conv3) = self.conv3.forward_recorded_add(&y, Some(&shortcut))?;
         Ok((out, BlockRecord { norm1, downsample, conv1, norm2, conv2, norm3, conv3 }))
     }
 
