@@ -33,11 +33,25 @@ def peak_rss_mib():
 
 
 def fmnist(teacher):
-    """Stand-ins matching the Rust bench: small-stem ResNet-v2, 28x28 grey, 10 classes."""
-    import timm.models.resnetv2 as r
+    """The quickstart's teacher and student (models/recipes/fashion-mnist-{teacher,distill}.toml),
+    as the Rust bench builds them: small-stem ResNet-v2, 28x28, 3 channels, 10 classes."""
+    from functools import partial
 
-    layers, chans, stem = ([2, 2, 2], (256, 512, 1024), 64) if teacher else ([1, 1, 1], (128, 256, 512), 32)
-    return r.ResNetV2(layers=layers, channels=chans, num_classes=10, in_chans=1, stem_chs=stem)
+    import timm.models.resnetv2 as r
+    from timm.layers import GroupNormAct
+
+    if teacher:
+        layers, chans, stem, groups = [2, 2, 2], (64, 128, 256), 32, 16
+    else:
+        layers, chans, stem, groups = [1, 1, 1], (16, 48, 96), 8, 4
+    return r.ResNetV2(
+        layers=layers,
+        channels=chans,
+        num_classes=10,
+        in_chans=3,
+        stem_chs=stem,
+        norm_layer=partial(GroupNormAct, num_groups=groups),
+    )
 
 
 def small_stem(model):
@@ -55,9 +69,9 @@ def build(name):
     import timm
 
     if name == "fmnist-student":
-        return small_stem(fmnist(False)), 1, 28, 128
+        return small_stem(fmnist(False)), 3, 28, 128
     if name == "fmnist-teacher":
-        return small_stem(fmnist(True)), 1, 28, 128
+        return small_stem(fmnist(True)), 3, 28, 128
     return timm.create_model(name, pretrained=False), 3, 224, 16
 
 

@@ -81,54 +81,31 @@ fn zoo(arch: &str) -> Result<BitConfig> {
     Ok(arch.config(1000))
 }
 
-/// Stand-in for the Fashion-MNIST quickstart student until its recipe lands: a small-stem
-/// ResNet-v2 of one bottleneck per stage on 28×28 grey images.
+/// The quickstart's student (`models/recipes/fashion-mnist-distill.toml`): one bottleneck per
+/// stage, 16/48/96 channels, stem 8, 4 groups, 28×28 (grey images as 3 channels).
 fn fmnist_student() -> BitConfig {
     let mut cfg = BitConfig::bit(&[1, 1, 1], 1, 10);
-    cfg.channels = vec![128, 256, 512];
-    cfg.stem_width = 32;
+    cfg.channels = vec![16, 48, 96];
+    cfg.stem_width = 8;
     cfg.stem = StemKind::Small;
-    cfg.in_chans = 1;
+    cfg.groups = 4;
     cfg
 }
 
-/// Stand-in for the Fashion-MNIST quickstart teacher: twice as deep and wide as the student.
+/// The quickstart's teacher (`models/recipes/fashion-mnist-teacher.toml`, shipped in
+/// `models/fashion-mnist-teacher`): two bottlenecks per stage, 64/128/256, stem 32, 16 groups.
 fn fmnist_teacher() -> BitConfig {
     let mut cfg = BitConfig::bit(&[2, 2, 2], 1, 10);
-    cfg.channels = vec![256, 512, 1024];
-    cfg.stem_width = 64;
+    cfg.channels = vec![64, 128, 256];
+    cfg.stem_width = 32;
     cfg.stem = StemKind::Small;
-    cfg.in_chans = 1;
+    cfg.groups = 16;
     cfg
 }
 
 /// Multiply-accumulates of the convolutions and classifier for one image of `size`².
 fn forward_macs(cfg: &BitConfig, size: usize) -> f64 {
-    let (k, s) = match cfg.stem {
-        StemKind::Bit => (7, 2),
-        StemKind::Small => (3, 1),
-    };
-    let mut h = (size - 1) / s + 1;
-    let mut macs = (cfg.stem_width * cfg.in_chans * k * k * h * h) as f64;
-    if cfg.stem == StemKind::Bit {
-        h = (h + 2 * cfg.stem_pool_pad - 3) / 2 + 1;
-    }
-    let mut cin = cfg.stem_width;
-    for (stage, (&depth, &out)) in cfg.layers.iter().zip(&cfg.channels).enumerate() {
-        let mid = cfg.mid_channels(stage);
-        for b in 0..depth {
-            let stride = if b == 0 && stage > 0 { 2 } else { 1 };
-            let ho = (h - 1) / stride + 1;
-            let block_in = if b == 0 { cin } else { out };
-            if b == 0 {
-                macs += (out * block_in * ho * ho) as f64;
-            }
-            macs += (mid * block_in * h * h + mid * mid * 9 * ho * ho + out * mid * ho * ho) as f64;
-            h = ho;
-        }
-        cin = out;
-    }
-    macs + (cfg.num_classes * cfg.num_features()) as f64
+    cfg.forward_macs(size) as f64
 }
 
 /// Peak resident memory of this process so far, in MiB (Linux `VmHWM`; 0 elsewhere).
