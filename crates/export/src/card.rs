@@ -88,7 +88,7 @@ pub(crate) fn model_card(model: &LoadedModel, opts: &ExportOptions, timm_loadabl
     if distilled {
         s += "  - knowledge-distillation\n  - function-matching\n";
     }
-    if let Some(d) = &run.dataset {
+    if let Some(d) = run.dataset.as_deref().and_then(hub_dataset) {
         writeln!(s, "datasets:\n  - {}", yaml_string(d)).unwrap();
     }
     let metrics = eval_metrics(run.eval.as_ref());
@@ -139,12 +139,15 @@ pub(crate) fn model_card(model: &LoadedModel, opts: &ExportOptions, timm_loadabl
               load it with funmatch (`funmatch predict`).\n";
     }
     let pre = &model.pretrained;
+    let interpolation = match pre.interpolation {
+        funmatch_models::Interpolation::Bilinear => "bilinear",
+        funmatch_models::Interpolation::Bicubic => "bicubic",
+    };
     writeln!(
         s,
-        "- preprocessing: resize the short side to {}/{} px ({:?}), centre crop, mean {:?}, std {:?}\n",
-        h,
-        pre.crop_pct,
-        pre.interpolation,
+        "- preprocessing: resize the short side to {} px ({interpolation}), centre crop {h}×{w}, \
+         mean {:?}, std {:?}\n",
+        (h as f64 / pre.crop_pct).floor(),
         pre.mean,
         pre.std
     )
@@ -184,5 +187,15 @@ fn count(n: usize) -> String {
         format!("{:.1} k", n as f64 / 1e3)
     } else {
         n.to_string()
+    }
+}
+
+/// The Hub dataset id for the card's metadata, for the datasets that have one; local folders
+/// (and the folder part of `fashion-mnist:train:DIR`) are nobody else's business.
+fn hub_dataset(spec: &str) -> Option<&'static str> {
+    match spec.split(':').next()? {
+        "fashion-mnist" => Some("zalando-datasets/fashion_mnist"),
+        "imagenet" | "imagenet-1k" => Some("ILSVRC/imagenet-1k"),
+        _ => None,
     }
 }

@@ -160,7 +160,8 @@ fn run_folder_gives_the_card_its_recipe_and_latest_evaluation() {
     export(&loaded, &out, &opts).unwrap();
     let card = std::fs::read_to_string(out.join("README.md")).unwrap();
     for needle in [
-        "datasets:\n  - \"fashion-mnist\"",
+        "datasets:\n  - \"zalando-datasets/fashion_mnist\"",
+        "resize the short side to 32 px (bicubic), centre crop 32×32",
         "knowledge-distillation",
         "teacher-a",
         "| student_top1 | 0.8750 |",
