@@ -289,6 +289,24 @@ fn conv_grad_weight<T: Float>(x: &[T], grad: &[T], g: &Geometry) -> Vec<T> {
     }
 }
 
+impl Geometry {
+    /// The geometry of a forward convolution of input `l1` `[N, C, H, W]` by weight `l2`
+    /// `[O, C, kh, kw]`, checked against `window`.
+    fn of(op: &str, l1: &Layout, l2: &Layout, window: Window) -> Result<Geometry> {
+        let (n, c, h, w) = dims4(l1, op, "input")?;
+        let (o, wc, kh, kw) = dims4(l2, op, "weight")?;
+        if wc != c || (kh, kw) != window.kernel {
+            candle_core::bail!(
+                "{op}: weight {:?} does not fit {c} input channels and kernel {:?}",
+                l2.dims(),
+                window.kernel
+            )
+        }
+        let (ho, wo) = window.output_size(h, w)?;
+        Ok(Geometry { n, c, h, w, o, ho, wo, window })
+    }
+}
+
 pub(crate) fn dims4(layout: &Layout, op: &str, what: &str) -> Result<(usize, usize, usize, usize)> {
     if !layout.is_contiguous() {
         candle_core::bail!("{op}: {what} must be contiguous")
@@ -358,17 +376,8 @@ impl CustomOp2 for Conv2d {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, c, h, w) = dims4(l1, "conv2d", "input")?;
-        let (o, wc, kh, kw) = dims4(l2, "conv2d", "weight")?;
-        if wc != c || (kh, kw) != self.window.kernel {
-            candle_core::bail!(
-                "conv2d: weight {:?} does not fit {c} input channels and kernel {:?}",
-                l2.dims(),
-                self.window.kernel
-            )
-        }
-        let (ho, wo) = self.window.output_size(h, w)?;
-        let g = Geometry { n, c, h, w, o, ho, wo, window: self.window };
+        let g = Geometry::of("conv2d", l1, l2, self.window)?;
+        let (n, o, ho, wo) = (g.n, g.o, g.ho, g.wo);
         let out = with_two!("conv2d", s1, l1, s2, l2, |x, wt| conv_forward(x, wt, &g));
         Ok((out, Shape::from((n, o, ho, wo))))
     }
@@ -483,23 +492,14 @@ impl candle_core::CustomOp3 for Conv2dAdd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, c, h, w) = dims4(l1, "conv2d-add", "input")?;
-        let (o, wc, kh, kw) = dims4(l2, "conv2d-add", "weight")?;
-        if wc != c || (kh, kw) != self.window.kernel {
-            candle_core::bail!(
-                "conv2d-add: weight {:?} does not fit {c} input channels and kernel {:?}",
-                l2.dims(),
-                self.window.kernel
-            )
-        }
-        let (ho, wo) = self.window.output_size(h, w)?;
+        let g = Geometry::of("conv2d-add", l1, l2, self.window)?;
+        let (n, o, ho, wo) = (g.n, g.o, g.ho, g.wo);
         if dims4(l3, "conv2d-add", "residual")? != (n, o, ho, wo) {
             candle_core::bail!(
                 "conv2d-add: residual {:?} does not match the output [{n}, {o}, {ho}, {wo}]",
                 l3.dims()
             )
         }
-        let g = Geometry { n, c, h, w, o, ho, wo, window: self.window };
         let r = l3.start_offset();
         let out = match (s1, s2, s3) {
             (CpuStorage::F32(x), CpuStorage::F32(wt), CpuStorage::F32(res)) => CpuStorage::F32(
