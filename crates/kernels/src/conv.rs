@@ -341,6 +341,33 @@ macro_rules! with_two {
 }
 pub(crate) use with_two;
 
+/// [`with_two!`] for three storages of one float dtype.
+macro_rules! with_three {
+    ($op:expr, $s1:expr, $l1:expr, $s2:expr, $l2:expr, $s3:expr, $l3:expr,
+     |$a:ident, $b:ident, $c:ident| $body:expr) => {
+        match ($s1, $s2, $s3) {
+            (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => {
+                let ($a, $b, $c) =
+                    (&a[$l1.start_offset()..], &b[$l2.start_offset()..], &c[$l3.start_offset()..]);
+                CpuStorage::F32($body)
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => {
+                let ($a, $b, $c) =
+                    (&a[$l1.start_offset()..], &b[$l2.start_offset()..], &c[$l3.start_offset()..]);
+                CpuStorage::F64($body)
+            }
+            (a, b, c) => candle_core::bail!(
+                "{}: expected three f32 or three f64 tensors, found {:?}, {:?} and {:?}",
+                $op,
+                a.dtype(),
+                b.dtype(),
+                c.dtype()
+            ),
+        }
+    };
+}
+pub(crate) use with_three;
+
 /// The convolution itself: `(x [N, C, H, W], weight [O, C, kh, kw]) → [N, O, Ho, Wo]`.
 struct Conv2d {
     window: Window,
@@ -500,21 +527,9 @@ impl candle_core::CustomOp3 for Conv2dAdd {
                 l3.dims()
             )
         }
-        let r = l3.start_offset();
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(wt), CpuStorage::F32(res)) => CpuStorage::F32(
-                conv_forward_add(&x[l1.start_offset()..], &wt[l2.start_offset()..], &res[r..], &g),
-            ),
-            (CpuStorage::F64(x), CpuStorage::F64(wt), CpuStorage::F64(res)) => CpuStorage::F64(
-                conv_forward_add(&x[l1.start_offset()..], &wt[l2.start_offset()..], &res[r..], &g),
-            ),
-            (a, b, c) => candle_core::bail!(
-                "conv2d-add: expected f32 or f64 input, weight and residual of one dtype, found {:?}, {:?}, {:?}",
-                a.dtype(),
-                b.dtype(),
-                c.dtype()
-            ),
-        };
+        let out = with_three!("conv2d-add", s1, l1, s2, l2, s3, l3, |x, wt, res| {
+            conv_forward_add(x, wt, res, &g)
+        });
         Ok((out, Shape::from((n, o, ho, wo))))
     }
 }

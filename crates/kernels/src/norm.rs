@@ -5,7 +5,7 @@ use candle_core::Tensor;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape};
 use rayon::prelude::*;
 
-use crate::conv::with_two;
+use crate::conv::{with_three, with_two};
 use crate::float::{filled, sum, sum_sq_dev, zeroed, Float, BLOCK};
 use std::sync::Mutex;
 
@@ -219,21 +219,9 @@ impl CustomOp3 for GroupNorm {
         let c = dims.1;
         slice1(s2, l2, c, "group-norm weight")?;
         slice1(s3, l3, c, "group-norm bias")?;
-        let (o1, o2, o3) = (l1.start_offset(), l2.start_offset(), l3.start_offset());
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => CpuStorage::F32(
-                group_norm_slices(&x[o1..], dims, &w[o2..o2 + c], &b[o3..o3 + c], self),
-            ),
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => CpuStorage::F64(
-                group_norm_slices(&x[o1..], dims, &w[o2..o2 + c], &b[o3..o3 + c], self),
-            ),
-            (x, w, b) => candle_core::bail!(
-                "group-norm: expected f32 or f64 input, weight and bias of one dtype, found {:?}, {:?}, {:?}",
-                x.dtype(),
-                w.dtype(),
-                b.dtype()
-            ),
-        };
+        let out = with_three!("group-norm", s1, l1, s2, l2, s3, l3, |x, w, b| {
+            group_norm_slices(x, dims, &w[..c], &b[..c], self)
+        });
         Ok((out, l1.shape().clone()))
     }
 
@@ -365,16 +353,9 @@ impl CustomOp3 for GroupNormGrad {
         }
         dims_ncs(l2, "group-norm-grad", "output")?;
         dims_ncs(l3, "group-norm-grad", "gradient")?;
-        let (o1, o2, o3) = (l1.start_offset(), l2.start_offset(), l3.start_offset());
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(y), CpuStorage::F32(g)) => {
-                CpuStorage::F32(group_norm_grad_slices(&x[o1..], &y[o2..], &g[o3..], dims, self))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(y), CpuStorage::F64(g)) => {
-                CpuStorage::F64(group_norm_grad_slices(&x[o1..], &y[o2..], &g[o3..], dims, self))
-            }
-            (x, ..) => candle_core::bail!("group-norm-grad: unsupported dtype {:?}", x.dtype()),
-        };
+        let out = with_three!("group-norm-grad", s1, l1, s2, l2, s3, l3, |x, y, g| {
+            group_norm_grad_slices(x, y, g, dims, self)
+        });
         let len = dims.0 * dims.1 * dims.2 + 2 * dims.1;
         Ok((out, Shape::from(len)))
     }
