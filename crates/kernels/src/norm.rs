@@ -6,10 +6,12 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Re
 use rayon::prelude::*;
 
 use crate::conv::{with_three, with_two};
-use crate::float::{filled, sum, sum_sq_dev, zeroed, Float, BLOCK};
+use crate::float::{dot, filled, sum, sum_sq_dev, vectorized, zeroed, Float};
+use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
 /// Mean and `1 / sqrt(biased variance + eps)` of `xs`, two-pass for accuracy.
+#[inline(always)]
 fn moments<T: Float>(xs: &[T], eps: f64) -> (f64, f64) {
     let len = xs.len().max(1) as f64;
     let mean = sum(xs) / len;
@@ -59,36 +61,53 @@ fn group_norm_slices<T: Float>(
     op: &GroupNorm,
 ) -> Vec<T> {
     let cpg = c / op.groups;
+    if n * c * s == 0 {
+        return Vec::new();
+    }
     let mut stats = vec![(0.0, 0.0); n * op.groups];
     // Every output element is written once below.
     let out = filled(n * c * s, |out| {
         out.par_chunks_mut(cpg * s).zip(stats.par_iter_mut()).enumerate().for_each(
             |(ng, (dst, st))| {
                 let src = &x[ng * cpg * s..(ng + 1) * cpg * s];
-                let (mean, rstd) = moments(src, op.eps);
-                *st = (mean, rstd);
-                let first = (ng % op.groups) * cpg;
-                for j in 0..cpg {
-                    let scale = rstd * weight[first + j].to_f64();
-                    let shift = bias[first + j].to_f64() - mean * scale;
-                    let (scale, shift) = (T::from_f64(scale), T::from_f64(shift));
-                    let (src, dst) = (&src[j * s..(j + 1) * s], &mut dst[j * s..(j + 1) * s]);
-                    if op.relu {
-                        for (d, &v) in dst.iter_mut().zip(src) {
-                            let y = v * scale + shift;
-                            d.write(if y > T::ZERO { y } else { T::ZERO });
-                        }
-                    } else {
-                        for (d, &v) in dst.iter_mut().zip(src) {
-                            d.write(v * scale + shift);
-                        }
-                    }
-                }
+                let channels = (ng % op.groups) * cpg..(ng % op.groups + 1) * cpg;
+                let (w, b) = (&weight[channels.clone()], &bias[channels]);
+                *st = if op.relu {
+                    norm_group::<T, true>(src, dst, w, b, s, op.eps)
+                } else {
+                    norm_group::<T, false>(src, dst, w, b, s, op.eps)
+                };
             },
         )
     });
     *op.stats.lock().unwrap_or_else(|e| e.into_inner()) = stats;
     out
+}
+
+vectorized! {
+    /// One (sample, group) of the forward pass: its statistics, then every channel's
+    /// `relu?(x · scale + shift)` into `dst`; returns `(mean, rstd)`.
+    fn norm_group<T: Float, const RELU: bool>(
+        src: &[T],
+        dst: &mut [MaybeUninit<T>],
+        weight: &[T],
+        bias: &[T],
+        s: usize,
+        eps: f64,
+    ) -> (f64, f64) {
+        let (mean, rstd) = moments(src, eps);
+        let channels = src.chunks_exact(s).zip(dst.chunks_exact_mut(s));
+        for ((src, dst), (&w, &b)) in channels.zip(weight.iter().zip(bias)) {
+            let scale = rstd * w.to_f64();
+            let shift = b.to_f64() - mean * scale;
+            let (scale, shift) = (T::from_f64(scale), T::from_f64(shift));
+            for (d, &v) in dst.iter_mut().zip(src) {
+                let y = v * scale + shift;
+                d.write(if RELU && !(y > T::ZERO) { T::ZERO } else { y });
+            }
+        }
+        (mean, rstd)
+    }
 }
 
 fn group_norm_grad_slices<T: Float>(
@@ -101,12 +120,13 @@ fn group_norm_grad_slices<T: Float>(
     let cpg = c / op.groups;
     let total = n * c * s;
     let mut out = zeroed(total + 2 * c);
+    if total == 0 {
+        return out;
+    }
     let (dx, rest) = out.split_at_mut(total);
-    rest.fill(T::ZERO);
     // Per-sample partial sums of the affine gradients, [N, C] each; summed over N at the end.
     let mut partial = vec![T::ZERO; 2 * n * c];
     let (pw, pb) = partial.split_at_mut(n * c);
-    let m = (cpg * s) as f64;
 
     dx.par_chunks_mut(cpg * s)
         .zip(pw.par_chunks_mut(cpg))
@@ -115,35 +135,14 @@ fn group_norm_grad_slices<T: Float>(
         .for_each(|(ng, ((dst, dw), db))| {
             let range = ng * cpg * s..(ng + 1) * cpg * s;
             let (x, y, gy) = (&x[range.clone()], &y[range.clone()], &gy[range]);
-            let (mean, rstd) = op.stats.get(ng).copied().unwrap_or_else(|| moments(x, op.eps));
+            let stats = op.stats.get(ng).copied().unwrap_or_else(|| moments(x, op.eps));
             let first = (ng % op.groups) * cpg;
-
-            // Per channel: Σ g and Σ g·x̂, where g is the gradient through the ReLU.
-            let (mut a, mut b) = (0.0, 0.0);
-            for j in 0..cpg {
-                let span = j * s..(j + 1) * s;
-                let (sg, sgx) =
-                    channel_sums(&x[span.clone()], &y[span.clone()], &gy[span], op.relu);
-                let sgx = (sgx - mean * sg) * rstd;
-                dw[j] = T::from_f64(sgx);
-                db[j] = T::from_f64(sg);
-                let gamma = op.weight[first + j];
-                a += gamma * sg;
-                b += gamma * sgx;
-            }
-
-            // dx = rstd·(γ·g − a/M − x̂·b/M), with x̂ = (x − μ)·rstd.
-            for j in 0..cpg {
-                let span = j * s..(j + 1) * s;
-                let gamma = op.weight[first + j];
-                let k_g = T::from_f64(rstd * gamma);
-                let k_x = T::from_f64(-rstd * rstd * b / m);
-                let k_0 = T::from_f64(-rstd * a / m + mean * rstd * rstd * b / m);
-                let (x, y, gy) = (&x[span.clone()], &y[span.clone()], &gy[span.clone()]);
-                for (((d, &xv), &yv), &g) in dst[span].iter_mut().zip(x).zip(y).zip(gy) {
-                    let g = if !op.relu || yv > T::ZERO { g } else { T::ZERO };
-                    *d = k_g * g + k_x * xv + k_0;
-                }
+            let gamma = &op.weight[first..first + cpg];
+            let grads = GroupGrads { dx: dst, dw, db };
+            if op.relu {
+                norm_grad_group::<T, true>(x, y, gy, grads, gamma, s, stats)
+            } else {
+                norm_grad_group::<T, false>(x, y, gy, grads, gamma, s, stats)
             }
         });
 
@@ -158,32 +157,57 @@ fn group_norm_grad_slices<T: Float>(
     out
 }
 
-/// `(Σ g, Σ g·x)` over one channel, `g` masked by the ReLU when `relu`; sixteen lanes in the
-/// element type per block of [`BLOCK`] values, blocks joined in f64.
-fn channel_sums<T: Float>(x: &[T], y: &[T], gy: &[T], relu: bool) -> (f64, f64) {
-    let (mut tg, mut tgx) = (0f64, 0f64);
-    for start in (0..x.len()).step_by(BLOCK) {
-        let end = (start + BLOCK).min(x.len());
-        let (x, y, gy) = (&x[start..end], &y[start..end], &gy[start..end]);
-        let (mut sg, mut sgx) = ([T::ZERO; 16], [T::ZERO; 16]);
-        let mut i = 0;
-        while i + 16 <= x.len() {
-            for l in 0..16 {
-                let g = if !relu || y[i + l] > T::ZERO { gy[i + l] } else { T::ZERO };
-                sg[l] += g;
-                sgx[l] += g * x[i + l];
+/// Where [`norm_grad_group`] writes: the group's input gradient and its channels' affine
+/// gradients.
+struct GroupGrads<'a, T> {
+    dx: &'a mut [T],
+    dw: &'a mut [T],
+    db: &'a mut [T],
+}
+
+vectorized! {
+    /// One (sample, group) of the backward pass, with `gamma` the group's scales and
+    /// `(mean, rstd)` its forward statistics.
+    fn norm_grad_group<T: Float, const RELU: bool>(
+        x: &[T],
+        y: &[T],
+        gy: &[T],
+        grads: GroupGrads<'_, T>,
+        gamma: &[f64],
+        s: usize,
+        stats: (f64, f64),
+    ) -> () {
+        let (mean, rstd) = stats;
+        let m = (gamma.len() * s) as f64;
+        // Per channel: g, the gradient through the ReLU, into dx (overwritten below), then
+        // Σ g and Σ g·x̂ from it while it is in cache.
+        let (mut a, mut b) = (0.0, 0.0);
+        let channels = grads.dx.chunks_exact_mut(s).zip(x.chunks_exact(s));
+        for (j, ((dst, x), (y, gy))) in
+            channels.zip(y.chunks_exact(s).zip(gy.chunks_exact(s))).enumerate()
+        {
+            for ((d, &yv), &g) in dst.iter_mut().zip(y).zip(gy) {
+                *d = if RELU && !(yv > T::ZERO) { T::ZERO } else { g };
             }
-            i += 16;
+            let sg = sum(dst);
+            let sgx = (dot(dst, x) - mean * sg) * rstd;
+            grads.dw[j] = T::from_f64(sgx);
+            grads.db[j] = T::from_f64(sg);
+            a += gamma[j] * sg;
+            b += gamma[j] * sgx;
         }
-        for j in i..x.len() {
-            let g = if !relu || y[j] > T::ZERO { gy[j] } else { T::ZERO };
-            sg[0] += g;
-            sgx[0] += g * x[j];
+
+        // dx = rstd·(γ·g − a/M − x̂·b/M), with x̂ = (x − μ)·rstd.
+        let k_x = T::from_f64(-rstd * rstd * b / m);
+        let k_0 = T::from_f64(-rstd * a / m + mean * rstd * rstd * b / m);
+        let channels = grads.dx.chunks_exact_mut(s).zip(x.chunks_exact(s));
+        for ((dst, x), &gamma) in channels.zip(gamma) {
+            let k_g = T::from_f64(rstd * gamma);
+            for (d, &xv) in dst.iter_mut().zip(x) {
+                *d = k_g * *d + k_x * xv + k_0;
+            }
         }
-        tg += sg.iter().map(|v| v.to_f64()).sum::<f64>();
-        tgx += sgx.iter().map(|v| v.to_f64()).sum::<f64>();
     }
-    (tg, tgx)
 }
 
 fn slice1<'a>(
