@@ -83,12 +83,27 @@ fn im2col<T: Float>(x: &[T], g: &Geometry, cols: &mut [T]) {
     let (top, _, left, _) = g.window.pad;
     let (h, w, ho, wo) = (g.h, g.w, g.ho, g.wo);
     let plane = ho * wo;
+    // Stride 1 with the output as wide as the input ("same" padding along x): each row of
+    // the columns is the plane shifted by (ki − top, kj − left), so one copy of the flat
+    // plane does it, with the columns that wrapped round from the next or previous image row
+    // zeroed after.
+    let shifted = sh == 1 && sw == 1 && wo == w;
     for ci in 0..g.c {
         let src = &x[ci * h * w..(ci + 1) * h * w];
         for ki in 0..kh {
             for kj in 0..kw {
                 let r = (ci * kh + ki) * kw + kj;
                 let row = &mut cols[r * plane..(r + 1) * plane];
+                if shifted {
+                    copy_shifted(
+                        src,
+                        row,
+                        (h, w, ho),
+                        ki as isize - top as isize,
+                        kj as isize - left as isize,
+                    );
+                    continue;
+                }
                 // Output columns whose input column lies inside the image: ox in [lo, hi).
                 let lo = left.saturating_sub(kj).div_ceil(sw).min(wo);
                 let hi = ((w + left).saturating_sub(kj)).div_ceil(sw).clamp(lo, wo);
@@ -116,6 +131,40 @@ fn im2col<T: Float>(x: &[T], g: &Geometry, cols: &mut [T]) {
                 }
             }
         }
+    }
+}
+
+/// `dst[oy, ox] = src[oy + dy, ox + dx]`, zero outside the `h × w` source; `dst` is
+/// `ho × w`. One flat copy for the rows inside the image, then the wrapped columns zeroed.
+fn copy_shifted<T: Float>(
+    src: &[T],
+    dst: &mut [T],
+    (h, w, ho): (usize, usize, usize),
+    dy: isize,
+    dx: isize,
+) {
+    let (hi, wi) = (h as isize, w as isize);
+    // Output rows whose source row lies inside the image: [oy0, oy1).
+    let oy0 = (-dy).clamp(0, ho as isize);
+    let oy1 = (hi - dy).clamp(oy0, ho as isize);
+    let off = dy * wi + dx;
+    // Flat output range whose flat source index lies inside the plane.
+    let k0 = (oy0 * wi).max(-off).min(oy1 * wi);
+    let k1 = (oy1 * wi).min(hi * wi - off).max(k0);
+    let (k0, k1) = (k0 as usize, k1 as usize);
+    dst[..k0].fill(T::ZERO);
+    dst[k1..].fill(T::ZERO);
+    if k1 > k0 {
+        // k0 ≥ −off here, so the source start is inside the plane.
+        let s0 = (k0 as isize + off) as usize;
+        dst[k0..k1].copy_from_slice(&src[s0..s0 + (k1 - k0)]);
+    }
+    // Columns whose source column is outside the image: ox < −dx or ox ≥ w − dx.
+    let (c0, c1) = ((-dx).clamp(0, wi) as usize, (wi - dx).clamp(0, wi) as usize);
+    for oy in oy0 as usize..oy1 as usize {
+        let line = &mut dst[oy * w..(oy + 1) * w];
+        line[..c0].fill(T::ZERO);
+        line[c1.max(c0)..].fill(T::ZERO);
     }
 }
 

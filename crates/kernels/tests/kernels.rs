@@ -57,8 +57,9 @@ fn check_grad(what: &str, vars: &[Var], which: usize, loss: &dyn Fn() -> Tensor,
 
 /// (input h, w, kernel, stride, padding, batch): 3×3 and 7×7 with strides and asymmetric
 /// padding, 1×1 pointwise (the no-im2col path), 1×1 stride 2; batch 1 (parallel GEMM) and 4
-/// (parallel over the batch).
-const CONV_CASES: [(usize, usize, usize, usize, Pad4, usize); 7] = [
+/// (parallel over the batch); stride 1 with the output as wide as the input (the shifted-copy
+/// path of im2col), including a 7×7 kernel wider than the image and uneven vertical padding.
+const CONV_CASES: [(usize, usize, usize, usize, Pad4, usize); 10] = [
     (9, 6, 3, 2, (1, 1, 1, 1), 1),
     (7, 8, 3, 2, (0, 1, 0, 1), 4),
     (11, 5, 7, 2, (3, 3, 3, 3), 2),
@@ -66,6 +67,9 @@ const CONV_CASES: [(usize, usize, usize, usize, Pad4, usize); 7] = [
     (5, 5, 1, 1, (0, 0, 0, 0), 4),
     (5, 5, 1, 1, (0, 0, 0, 0), 1),
     (5, 4, 3, 1, (2, 0, 1, 2), 3),
+    (6, 7, 3, 1, (1, 1, 1, 1), 2),
+    (2, 3, 7, 1, (3, 3, 3, 3), 1),
+    (3, 6, 5, 1, (0, 4, 2, 2), 3),
 ];
 
 fn candle_conv(x: &Tensor, w: &Tensor, stride: usize, pad: Pad4) -> Tensor {
