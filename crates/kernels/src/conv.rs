@@ -124,8 +124,9 @@ fn im2col<T: Float>(x: &[T], g: &Geometry, cols: &mut [T]) {
                     if sw == 1 {
                         dst[lo..hi].copy_from_slice(&src_row[x0..x0 + (hi - lo)]);
                     } else {
-                        for (i, d) in dst[lo..hi].iter_mut().enumerate() {
-                            *d = src_row[x0 + i * sw];
+                        let src = src_row[x0..].iter().step_by(sw);
+                        for (d, &v) in dst[lo..hi].iter_mut().zip(src) {
+                            *d = v;
                         }
                     }
                 }
