@@ -46,6 +46,11 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    // Training and inference reuse their activation buffers instead of faulting in fresh
+    // pages every step.
+    if !funmatch_kernels::tune_allocator() {
+        tracing::debug!("allocator left at its defaults (not glibc, or mallopt refused)");
+    }
     let result: anyhow::Result<()> = match cli.command {
         Command::Fetch(args) => fetch::run(args),
         Command::Predict(args) => predict::run(args),

@@ -354,8 +354,9 @@ pub fn train(
 
         examples_seen += n as u64;
         images_this_session += n as u64;
-        train_seconds += tick.elapsed().as_secs_f64();
-        window.add(f64::from(loss_value), n);
+        let step_seconds = tick.elapsed().as_secs_f64();
+        train_seconds += step_seconds;
+        window.add(f64::from(loss_value), n, step_seconds);
 
         // Logging.
         let log_now = config.run.log_every > 0 && done % config.run.log_every == 0;
@@ -693,22 +694,26 @@ struct Window {
     loss_sum: f64,
     steps: usize,
     images: usize,
-    started: Instant,
+    /// Time spent in the window's steps (loading the batch included), without the
+    /// evaluations and checkpoints in between, so the rate after an evaluation is the
+    /// training rate.
+    seconds: f64,
 }
 
 impl Window {
     fn new() -> Self {
-        Self { loss_sum: 0.0, steps: 0, images: 0, started: Instant::now() }
+        Self { loss_sum: 0.0, steps: 0, images: 0, seconds: 0.0 }
     }
 
-    fn add(&mut self, loss: f64, images: usize) {
+    fn add(&mut self, loss: f64, images: usize, seconds: f64) {
         self.loss_sum += loss;
         self.steps += 1;
         self.images += images;
+        self.seconds += seconds;
     }
 
     fn rate(&self) -> f64 {
-        self.images as f64 / self.started.elapsed().as_secs_f64().max(1e-9)
+        self.images as f64 / self.seconds.max(1e-9)
     }
 
     /// Mean loss and images/s, then starts a new window.

@@ -41,3 +41,29 @@ use candle_core::{DType, Tensor};
 pub fn supports(t: &Tensor) -> bool {
     t.device().is_cpu() && matches!(t.dtype(), DType::F32 | DType::F64)
 }
+
+/// Makes glibc's allocator keep freed activation-sized buffers for reuse instead of handing
+/// them back to the kernel; returns whether it could.
+///
+/// A training step allocates and frees the same few dozen activation buffers every time. By
+/// default glibc maps each large one afresh (and trims the heap after frees), so every step
+/// pays a page fault and a kernel zeroing per 4 KiB of activations: ≈ 200 000 faults and an
+/// eighth of the CPU time in ten Fashion-MNIST distillation steps. With buffers up to 32 MiB
+/// (glibc's limit) served from the heap and the heap trimmed only above 1 GiB free, a step
+/// reuses the memory of the last one. Peak memory is unchanged; the process keeps its
+/// high-water mark until it exits. Call it once, early in `main`; a no-op (false) off
+/// glibc.
+pub fn tune_allocator() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only sets allocator parameters (glibc takes its own locks).
+        let mmap = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20) };
+        // SAFETY: as above.
+        let trim = unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30) };
+        mmap == 1 && trim == 1
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}

@@ -9,7 +9,9 @@
 //! Training and distillation steps use the student's hand-written backward pass
 //! (`forward_train` + `backward`, with autograd on the loss only), as the trainer does on the
 //! CPU; `FUNMATCH_BENCH_AUTOGRAD=1` measures candle's autograd through the whole model
-//! instead (those lines are labelled `/autograd`).
+//! instead (those lines are labelled `/autograd`). Like the `funmatch` binary, the bench
+//! first tunes glibc's allocator to reuse activation buffers
+//! ([`funmatch_kernels::tune_allocator`]); `FUNMATCH_BENCH_MALLOC=default` leaves it alone.
 //!
 //! The optimizer here is a plain Adam written with candle ops (the trainer's own optimizer
 //! lives in funmatch-distill, which this crate cannot depend on); the distillation loss is
@@ -43,6 +45,9 @@ fn main() -> Result<()> {
             }
         }
         return Ok(());
+    }
+    if std::env::var("FUNMATCH_BENCH_MALLOC").as_deref() != Ok("default") {
+        funmatch_kernels::tune_allocator();
     }
     let steps: usize =
         std::env::var("FUNMATCH_BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
