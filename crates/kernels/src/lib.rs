@@ -6,7 +6,9 @@
 //!   on rayon's pool; a batch smaller than the pool parallelises inside each GEMM instead.
 //! - [`group_norm`]: GroupNorm with its affine transform and an optional ReLU fused into one
 //!   op: per group, two reading passes for the statistics and one writing pass forward; the
-//!   backward recomputes the statistics instead of storing them, then needs two more passes.
+//!   backward reuses the forward's statistics and makes one pass per channel for the masked
+//!   gradient and its sums (in cache) and one for the input gradient. Its loops are built
+//!   for the baseline and for AVX2, picked at run time.
 //! - [`standardize_weight`]: weight standardization (per output channel, zero mean and unit
 //!   biased variance) forward and backward.
 //!
