@@ -109,9 +109,12 @@ pub struct StudentConfig {
     /// `bit` (7×7/2 conv + pool) or `small` (3×3/1 conv, for 28–64 px; `custom` only).
     /// Default `small`.
     pub stem: StemKind,
-    /// GroupNorm groups (`custom` only); must divide every width, bottlenecks (a quarter of
-    /// the stage width) included. Default 16.
+    /// GroupNorm groups (`custom` only); must divide every width, bottlenecks
+    /// (`bottle_ratio` of the stage width, rounded to a multiple of 8) included. Default 16.
     pub groups: usize,
+    /// Bottleneck width as a share of the stage width (`custom` only; timm's `bottle_ratio`).
+    /// Default 0.25 (BiT's).
+    pub bottle_ratio: f64,
     /// Input resolution in pixels (square); 0 = the starting model's own. Default 28.
     pub image_size: u32,
     /// Eval view of a model trained from scratch: the short side is resized to
@@ -128,6 +131,7 @@ impl Default for StudentConfig {
             stem_width: 32,
             stem: StemKind::Small,
             groups: 16,
+            bottle_ratio: 0.25,
             image_size: 28,
             crop_pct: 0.875,
         }

@@ -645,6 +645,7 @@ fn build_student(
         cfg.stem_width = c.stem_width;
         cfg.stem = c.stem;
         cfg.groups = c.groups;
+        cfg.bottle_ratio = c.bottle_ratio;
         return scratch(cfg);
     }
     if let Some(arch) = find_arch(&c.arch) {

@@ -129,6 +129,12 @@ impl BitConfig {
                 self.layers
             ));
         }
+        if !(self.bottle_ratio > 0.0 && self.bottle_ratio <= 4.0) {
+            return Err(format!(
+                "bottle_ratio {} must be in (0, 4] (BiT: 0.25)",
+                self.bottle_ratio
+            ));
+        }
         let widths =
             (0..self.channels.len()).flat_map(|s| [self.channels[s], self.mid_channels(s)]);
         for width in widths.chain([self.stem_width]) {
@@ -237,6 +243,21 @@ mod tests {
         assert_eq!(r152x2.mid_channels(0), 128);
         for arch in ARCHITECTURES {
             arch.config(1000).validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn bottle_ratio_sets_the_middle_width_and_is_checked() {
+        let mut cfg = BitConfig::bit(&[1, 1], 1, 10);
+        cfg.channels = vec![16, 32];
+        cfg.groups = 8;
+        cfg.bottle_ratio = 0.5;
+        assert_eq!((cfg.mid_channels(0), cfg.mid_channels(1)), (8, 16));
+        cfg.validate().unwrap();
+        for bad in [0.0, -0.25, f64::NAN] {
+            cfg.bottle_ratio = bad;
+            let err = cfg.validate().unwrap_err();
+            assert!(err.contains("bottle_ratio"), "{bad}: {err}");
         }
     }
 
