@@ -67,7 +67,7 @@ pub fn write_plots(dir: &Path, records: &[Record]) {
             Series { name: "teacher top-1", color: RED, points: teacher },
             Series { name: "top-1 agreement", color: GREEN, points: agree },
         ];
-        if let Err(e) = draw(&dir.join("accuracy.png"), "held-out accuracy", &acc) {
+        if let Err(e) = draw(&dir.join("accuracy.png"), "evaluation accuracy", &acc) {
             tracing::warn!(error = %e, "could not draw accuracy.png");
         }
     }
