@@ -173,7 +173,7 @@ fn run(task: Task, common: &CommonArgs, mut sets: Vec<String>) -> anyhow::Result
     };
     let summary = funmatch_distill::train(task, &config, options)
         .with_context(|| format!("run folder {}", dir.display()))?;
-    report(&summary, &config.data.eval);
+    report(&summary, config.data.eval_name());
     match summary.outcome {
         Outcome::Finished => {
             if let Some(model) = &summary.model_dir {
@@ -186,22 +186,13 @@ fn run(task: Task, common: &CommonArgs, mut sets: Vec<String>) -> anyhow::Result
     }
 }
 
-/// The evaluation set as the user named it: `data.eval`, or "held-out" for a split of `train`.
-fn eval_label(eval: &str) -> &str {
-    if eval == "split" {
-        "held-out"
-    } else {
-        eval
-    }
-}
-
 fn report(s: &Summary, eval: &str) {
     let mut line = format!(
         "{} steps of {}; {:.2} steps/s, {:.0} images/s",
         s.steps, s.total_steps, s.steps_per_s, s.images_per_s
     );
     if let Some(e) = &s.eval {
-        line += &format!("; {} student top-1 {:.2}%", eval_label(eval), 100.0 * e.student_top1);
+        line += &format!("; {eval} student top-1 {:.2}%", 100.0 * e.student_top1);
         if let Some(t) = e.teacher_top1 {
             line += &format!(", teacher {:.2}%", 100.0 * t);
         }

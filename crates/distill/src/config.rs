@@ -78,6 +78,17 @@ pub struct DataConfig {
     pub crop_area: [f64; 2],
 }
 
+impl DataConfig {
+    /// The evaluation set as the user named it: `eval`, or "held-out" for a split of `train`.
+    pub fn eval_name(&self) -> &str {
+        if self.eval == "split" {
+            "held-out"
+        } else {
+            &self.eval
+        }
+    }
+}
+
 impl Default for DataConfig {
     fn default() -> Self {
         Self {

@@ -1,4 +1,4 @@
-//! PNG curves of a run: training loss, and held-out accuracy / agreement, over steps.
+//! PNG curves of a run: training loss, and evaluation accuracy / agreement, over steps.
 
 use std::path::Path;
 

@@ -154,7 +154,7 @@ pub(crate) fn model_card(model: &LoadedModel, opts: &ExportOptions, timm_loadabl
     .unwrap();
 
     if !metrics.is_empty() {
-        s += "## Evaluation\n\nThe run's last evaluation (on the run's evaluation set, `data.eval` in its config):\n\n| metric | value |\n|---|---|\n";
+        s += "## Evaluation\n\nThe run's last evaluation, on its `data.eval` set (see the recipe below):\n\n| metric | value |\n|---|---|\n";
         for (name, value) in &metrics {
             writeln!(s, "| {name} | {value:.4} |").unwrap();
         }
