@@ -25,7 +25,7 @@ use crate::error::DistillError;
 use crate::loss::{argmax, distill_loss, kl_per_example, log_softmax, smooth, soft_cross_entropy};
 use crate::metrics::{EvalResult, MetricsLog, Record};
 use crate::optim::{Adam, Schedule};
-use crate::progress::{Progress, Status};
+use crate::progress::{evals_left, Progress, Status};
 use crate::teacher::{load_model_arg, FixedTargets, ModelResolver, Teacher};
 
 /// What a run optimises.
@@ -359,6 +359,7 @@ pub fn train(
         window.add(f64::from(loss_value), n, step_seconds);
 
         // Logging.
+        let evals_left = evals_left(done, total, config.run.eval_every, eval_loader.is_some());
         let log_now = config.run.log_every > 0 && done % config.run.log_every == 0;
         if log_now || done == total {
             let (mean_loss, images_per_s) = window.take();
@@ -373,13 +374,15 @@ pub fn train(
                 grad_norm,
                 images_per_s,
             })?;
-            progress.update(&Status { step: done, epoch, loss: mean_loss, images_per_s }, true);
+            let status = Status { step: done, epoch, loss: mean_loss, images_per_s, evals_left };
+            progress.update(&status, true);
         } else {
             let status = Status {
                 step: done,
                 epoch,
                 loss: f64::from(loss_value),
                 images_per_s: window.rate(),
+                evals_left,
             };
             progress.update(&status, false);
         }
@@ -387,8 +390,10 @@ pub fn train(
         // Evaluation.
         let eval_now = config.run.eval_every > 0 && done % config.run.eval_every == 0;
         if let (true, Some(eval_loader)) = (eval_now && done < total, &eval_loader) {
+            let began = Instant::now();
             let result =
                 evaluator.run(&student.cfg, &vars, teacher.as_ref(), eval_loader, &device)?;
+            progress.evaluated(began.elapsed());
             progress.println(&describe_eval(done, &result));
             metrics.push(Record::Eval { step: done, epoch, result: result.clone() })?;
             last_eval = Some(result);
