@@ -100,7 +100,10 @@ fn the_quickstart_runs_end_to_end_and_its_exported_student_predicts_images() {
 
     // The report and the evaluation name both models, with agreement and FLOPs.
     let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
-    for needle in ["teacher/model", "student/model", "GMACs", "agree top1", "student/loss.png"] {
+    let needles = ["teacher/model", "student/model", "GMACs", "agree top1", "student/loss.png"];
+    // The commands it suggests name the binary that ran, which need not be on the PATH.
+    let binary = format!("`{}`: the funmatch binary", env!("CARGO_BIN_EXE_funmatch"));
+    for needle in needles.iter().copied().chain([binary.as_str()]) {
         assert!(report.contains(needle), "REPORT.md lacks {needle:?}:\n{report}");
     }
     let rows = std::fs::read_to_string(out.join("results/rows.jsonl")).unwrap();
