@@ -58,7 +58,9 @@ pub fn write_plots(dir: &Path, records: &[Record]) {
         }
     }
     let loss = vec![Series { name: "train loss", color: BLUE, points: loss }];
-    if let Err(e) = draw(&dir.join("loss.png"), "training loss", &loss) {
+    if let Err(e) =
+        draw(&dir.join("loss.png"), "training loss", &loss, SeriesLabelPosition::UpperRight)
+    {
         tracing::warn!(error = %e, "could not draw loss.png");
     }
     if !student.is_empty() {
@@ -67,13 +69,20 @@ pub fn write_plots(dir: &Path, records: &[Record]) {
             Series { name: "teacher top-1", color: RED, points: teacher },
             Series { name: "top-1 agreement", color: GREEN, points: agree },
         ];
-        if let Err(e) = draw(&dir.join("accuracy.png"), "evaluation accuracy", &acc) {
+        // Accuracies rise to the right; the legend goes where the curves are not.
+        let legend = SeriesLabelPosition::LowerRight;
+        if let Err(e) = draw(&dir.join("accuracy.png"), "evaluation accuracy", &acc, legend) {
             tracing::warn!(error = %e, "could not draw accuracy.png");
         }
     }
 }
 
-fn draw(path: &Path, title: &str, series: &[Series]) -> Result<(), Box<dyn std::error::Error>> {
+fn draw(
+    path: &Path,
+    title: &str,
+    series: &[Series],
+    legend: SeriesLabelPosition,
+) -> Result<(), Box<dyn std::error::Error>> {
     let points = series.iter().flat_map(|s| s.points.iter()).filter(|p| p.1.is_finite());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in points {
@@ -92,20 +101,26 @@ fn draw(path: &Path, title: &str, series: &[Series]) -> Result<(), Box<dyn std::
     let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut builder = ChartBuilder::on(&root);
-    builder.margin(15);
+    // The right margin leaves room for the last x label, centred on the plot's edge.
+    builder.margin(15).margin_right(40);
     if text {
         builder.caption(title, ("sans-serif", 24)).x_label_area_size(40).y_label_area_size(60);
     }
     let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1)?;
     if text {
-        chart.configure_mesh().x_desc("step").draw()?;
+        chart.configure_mesh().x_desc("step").x_label_formatter(&|x| format!("{x:.0}")).draw()?;
     } else {
         chart.configure_mesh().disable_x_mesh().disable_y_mesh().draw()?;
     }
     for s in series.iter().filter(|s| !s.points.is_empty()) {
         let color = s.color;
-        let drawn =
-            chart.draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))?;
+        let line = LineSeries::new(s.points.iter().copied(), color.stroke_width(2));
+        let drawn = if s.points.len() <= 50 {
+            // Few points (evaluations): mark each, so a reader sees where they were taken.
+            chart.draw_series(line.point_size(3))?
+        } else {
+            chart.draw_series(line)?
+        };
         if text {
             drawn.label(s.name).legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
@@ -115,6 +130,7 @@ fn draw(path: &Path, title: &str, series: &[Series]) -> Result<(), Box<dyn std::
     if text {
         chart
             .configure_series_labels()
+            .position(legend)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .draw()?;
