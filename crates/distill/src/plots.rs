@@ -114,13 +114,10 @@ fn draw(
     }
     for s in series.iter().filter(|s| !s.points.is_empty()) {
         let color = s.color;
+        // Few points (evaluations): mark each, so a reader sees where they were taken.
+        let marker = if s.points.len() <= 50 { 3 } else { 0 };
         let line = LineSeries::new(s.points.iter().copied(), color.stroke_width(2));
-        let drawn = if s.points.len() <= 50 {
-            // Few points (evaluations): mark each, so a reader sees where they were taken.
-            chart.draw_series(line.point_size(3))?
-        } else {
-            chart.draw_series(line)?
-        };
+        let drawn = chart.draw_series(line.point_size(marker))?;
         if text {
             drawn.label(s.name).legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
