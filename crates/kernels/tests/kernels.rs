@@ -56,10 +56,11 @@ fn check_grad(what: &str, vars: &[Var], which: usize, loss: &dyn Fn() -> Tensor,
 }
 
 /// (input h, w, kernel, stride, padding, batch): 3×3 and 7×7 with strides and asymmetric
-/// padding, 1×1 pointwise (the no-im2col path), 1×1 stride 2; batch 1 (parallel GEMM) and 4
-/// (parallel over the batch); stride 1 with the output as wide as the input (the shifted-copy
-/// path of im2col), including a 7×7 kernel wider than the image and uneven vertical padding.
-const CONV_CASES: [(usize, usize, usize, usize, Pad4, usize); 10] = [
+/// padding, 1×1 pointwise (the no-im2col path), 1×1 stride 2; batch 1 (parallel GEMM) and
+/// 2–9 (parallel over the batch, split unevenly over the threads);
+/// stride 1 with the output as wide as the input (the shifted-copy path of im2col), including
+/// a 7×7 kernel wider than the image and uneven vertical padding.
+const CONV_CASES: [(usize, usize, usize, usize, Pad4, usize); 13] = [
     (9, 6, 3, 2, (1, 1, 1, 1), 1),
     (7, 8, 3, 2, (0, 1, 0, 1), 4),
     (11, 5, 7, 2, (3, 3, 3, 3), 2),
@@ -70,7 +71,19 @@ const CONV_CASES: [(usize, usize, usize, usize, Pad4, usize); 10] = [
     (6, 7, 3, 1, (1, 1, 1, 1), 2),
     (2, 3, 7, 1, (3, 3, 3, 3), 1),
     (3, 6, 5, 1, (0, 4, 2, 2), 3),
+    (4, 4, 3, 1, (1, 1, 1, 1), 7),
+    (4, 3, 1, 1, (0, 0, 0, 0), 9),
+    (6, 6, 3, 2, (1, 1, 1, 1), 5),
 ];
+
+/// Runs `f` on thread pools of 1, 2 and 3 threads: how the kernels split a batch (samples in
+/// turn with parallel GEMMs, or samples in parallel) depends on the thread count.
+fn on_thread_counts(f: impl Fn(usize) + Sync) {
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| f(threads));
+    }
+}
 
 fn candle_conv(x: &Tensor, w: &Tensor, stride: usize, pad: Pad4) -> Tensor {
     let (t, b, l, r) = pad;
@@ -80,32 +93,46 @@ fn candle_conv(x: &Tensor, w: &Tensor, stride: usize, pad: Pad4) -> Tensor {
 
 #[test]
 fn conv2d_forward_matches_candle_in_f64_and_f32() {
-    for (h, w, k, stride, pad, n) in CONV_CASES {
-        let x = randn(&[n, 3, h, w], 1);
-        let weight = randn(&[4, 3, k, k], 2);
-        let ours = conv2d(&x, &weight, stride, pad).unwrap();
-        let theirs = candle_conv(&x, &weight, stride, pad);
-        assert_eq!(ours.dims(), theirs.dims(), "{h}x{w} k{k} s{stride} {pad:?}");
-        let diff = max_abs_diff(&ours, &theirs);
-        assert!(diff < 1e-12, "f64 {h}x{w} k{k} s{stride} {pad:?} n{n}: max diff {diff}");
+    on_thread_counts(|threads| {
+        for (h, w, k, stride, pad, n) in CONV_CASES {
+            let x = randn(&[n, 3, h, w], 1);
+            let weight = randn(&[4, 3, k, k], 2);
+            let ours = conv2d(&x, &weight, stride, pad).unwrap();
+            let theirs = candle_conv(&x, &weight, stride, pad);
+            assert_eq!(ours.dims(), theirs.dims(), "{h}x{w} k{k} s{stride} {pad:?}");
+            let diff = max_abs_diff(&ours, &theirs);
+            assert!(
+                diff < 1e-12,
+                "f64 {h}x{w} k{k} s{stride} {pad:?} n{n} t{threads}: max diff {diff}"
+            );
 
-        let (x32, w32) = (x.to_dtype(DType::F32).unwrap(), weight.to_dtype(DType::F32).unwrap());
-        let diff = max_abs_diff(&conv2d(&x32, &w32, stride, pad).unwrap(), &theirs);
-        assert!(diff < 1e-5, "f32 {h}x{w} k{k} s{stride} {pad:?} n{n}: max diff {diff}");
-    }
+            let (x32, w32) =
+                (x.to_dtype(DType::F32).unwrap(), weight.to_dtype(DType::F32).unwrap());
+            let diff = max_abs_diff(&conv2d(&x32, &w32, stride, pad).unwrap(), &theirs);
+            assert!(
+                diff < 1e-5,
+                "f32 {h}x{w} k{k} s{stride} {pad:?} n{n} t{threads}: max diff {diff}"
+            );
+        }
+    })
 }
 
 #[test]
 fn fused_conv_plus_residual_equals_conv_then_add() {
-    for (h, w, k, stride, pad, n) in CONV_CASES {
-        let x = randn(&[n, 3, h, w], 3);
-        let weight = randn(&[4, 3, k, k], 4);
-        let plain = candle_conv(&x, &weight, stride, pad);
-        let residual = randn(plain.dims(), 5);
-        let fused = conv2d_forward_add(&x, &weight, stride, pad, &residual).unwrap();
-        let diff = max_abs_diff(&fused, &(plain + &residual).unwrap());
-        assert!(diff < 1e-12, "{h}x{w} k{k} s{stride} {pad:?} n{n}: max diff {diff}");
-    }
+    on_thread_counts(|threads| {
+        for (h, w, k, stride, pad, n) in CONV_CASES {
+            let x = randn(&[n, 3, h, w], 3);
+            let weight = randn(&[4, 3, k, k], 4);
+            let plain = candle_conv(&x, &weight, stride, pad);
+            let residual = randn(plain.dims(), 5);
+            let fused = conv2d_forward_add(&x, &weight, stride, pad, &residual).unwrap();
+            let diff = max_abs_diff(&fused, &(plain + &residual).unwrap());
+            assert!(
+                diff < 1e-12,
+                "{h}x{w} k{k} s{stride} {pad:?} n{n} t{threads}: max diff {diff}"
+            );
+        }
+    });
     // A residual of another shape is an error naming both shapes.
     let x = randn(&[2, 3, 6, 6], 6);
     let weight = randn(&[4, 3, 3, 3], 7);
@@ -117,19 +144,21 @@ fn fused_conv_plus_residual_equals_conv_then_add() {
 
 #[test]
 fn conv2d_gradients_match_finite_differences() {
-    for (case, (h, w, k, stride, pad, n)) in CONV_CASES.into_iter().enumerate() {
-        let x = Var::from_tensor(&randn(&[n, 3, h, w], 3)).unwrap();
-        let weight = Var::from_tensor(&randn(&[4, 3, k, k], 4)).unwrap();
-        let probe = conv2d(&x, &weight, stride, pad).unwrap();
-        let r = randn(probe.dims(), 5);
-        let vars = [x, weight];
-        let loss = || {
-            let y = conv2d(vars[0].as_tensor(), vars[1].as_tensor(), stride, pad).unwrap();
-            (y * &r).unwrap().sum_all().unwrap()
-        };
-        check_grad(&format!("case {case} grad x"), &vars, 0, &loss, 60);
-        check_grad(&format!("case {case} grad w"), &vars, 1, &loss, 60);
-    }
+    on_thread_counts(|threads| {
+        for (case, (h, w, k, stride, pad, n)) in CONV_CASES.into_iter().enumerate() {
+            let x = Var::from_tensor(&randn(&[n, 3, h, w], 3)).unwrap();
+            let weight = Var::from_tensor(&randn(&[4, 3, k, k], 4)).unwrap();
+            let probe = conv2d(&x, &weight, stride, pad).unwrap();
+            let r = randn(probe.dims(), 5);
+            let vars = [x, weight];
+            let loss = || {
+                let y = conv2d(vars[0].as_tensor(), vars[1].as_tensor(), stride, pad).unwrap();
+                (y * &r).unwrap().sum_all().unwrap()
+            };
+            check_grad(&format!("case {case} t{threads} grad x"), &vars, 0, &loss, 60);
+            check_grad(&format!("case {case} t{threads} grad w"), &vars, 1, &loss, 60);
+        }
+    })
 }
 
 fn candle_group_norm(x: &Tensor, groups: usize, w: &Tensor, b: &Tensor, eps: f64) -> Tensor {
