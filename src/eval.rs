@@ -203,7 +203,7 @@ fn open_sets(args: &EvalArgs) -> anyhow::Result<Vec<EvalSet>> {
             limit: args.limit,
         };
         let set = EvalSet::open(desc, &opts, &env)?;
-        tracing::info!(
+        tracing::debug!(
             set = %desc.name,
             dir = %set.dir.display(),
             layout = ?set.layout,

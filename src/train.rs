@@ -187,10 +187,13 @@ fn run(task: Task, common: &CommonArgs, mut sets: Vec<String>) -> anyhow::Result
 }
 
 fn report(s: &Summary, eval: &str) {
-    let mut line = format!(
-        "{} steps of {}; {:.2} steps/s, {:.0} images/s",
-        s.steps, s.total_steps, s.steps_per_s, s.images_per_s
-    );
+    let mut line = format!("{} steps of {}", s.steps, s.total_steps);
+    if s.steps_per_s > 0.0 {
+        line += &format!("; {:.2} steps/s, {:.0} images/s", s.steps_per_s, s.images_per_s);
+    } else if s.total_steps > 0 {
+        // A resumed run that had already finished: no step ran, so there is no rate.
+        line += " (none left to run)";
+    }
     if let Some(e) = &s.eval {
         line += &format!("; {eval} student top-1 {:.2}%", 100.0 * e.student_top1);
         if let Some(t) = e.teacher_top1 {

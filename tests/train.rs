@@ -204,6 +204,15 @@ fn killed_and_interrupted_runs_resume_to_bit_identical_weights() {
                 .collect::<Vec<_>>()
         );
     }
+
+    // Resuming a finished run trains nothing, keeps its model and says so (no rate of 0/s).
+    let resume = args(&["distill", "--resume", reference.to_str().unwrap(), "--progress", "quiet"]);
+    let out = funmatch(&resume);
+    assert!(out.status.success(), "{}", show(&resume, &out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("12 steps of 12 (none left to run)"), "{stderr}");
+    assert!(!stderr.contains("images/s"), "{stderr}");
+    assert_eq!(std::fs::read(reference.join("model/model.safetensors")).unwrap(), want);
 }
 
 #[test]
