@@ -196,7 +196,7 @@ fn the_shipped_teacher_reaches_the_accuracy_its_card_states() {
     let top1 = rows[0]["top1"].as_f64().unwrap();
     assert_eq!(rows[0]["images"], 10_000);
     // The project's goal is 94 %; the card states what the shipped teacher reaches.
-    assert!(top1 >= 93.5, "shipped teacher: {top1}% top-1 on the Fashion-MNIST test set");
+    assert!(top1 >= 94.0, "shipped teacher: {top1}% top-1 on the Fashion-MNIST test set");
     let card =
         std::fs::read_to_string(root().join("models/fashion-mnist-teacher/README.md")).unwrap();
     assert!(card.contains(&format!("{top1:.2} %")), "the card states the measured {top1:.2} %");
